@@ -1,0 +1,92 @@
+"""The `salesflow` command: emulator, headless materialization, warehouse summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+ENV_FILE = ".env"
+
+
+def _load_env() -> None:
+    """Read ./.env (as `dagster dev` does) without overriding variables already set."""
+    try:
+        from dotenv import load_dotenv
+    except ImportError:  # pragma: no cover - python-dotenv ships with dagster
+        return
+    if Path(ENV_FILE).exists():
+        load_dotenv(ENV_FILE, override=False)
+
+
+def _require_env(*names: str) -> None:
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        sys.exit(
+            f"salesflow: missing configuration {', '.join(missing)}: set them in the environment "
+            f"or in .env (see .env.example)"
+        )
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    _require_env("SALESFLOW_CORE_URL", "SALESFLOW_CORE_PHONE", "SALESFLOW_CORE_PASSWORD",
+                 "SALESFLOW_WAREHOUSE")
+    from pipelines.runner import run_daily
+
+    result = run_daily(as_of=args.as_of, since=args.since, full=args.full)
+    print(result.summary())
+    return 0 if result.success else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from salesflow.warehouse import connect, table_counts
+
+    path = Path(os.environ.get("SALESFLOW_WAREHOUSE") or "data/warehouse.duckdb")
+    if not path.exists():
+        print(f"no warehouse at {path}")
+        return 1
+    with connect(path, read_only=True) as con:
+        for table, rows in table_counts(con).items():
+            print(f"{table:32s} {rows:>12,d}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _load_env()
+    if argv[:1] == ["emulator"]:
+        from emulator.cli import main as emulator_main
+
+        return emulator_main(argv[1:]) or 0
+
+    parser = argparse.ArgumentParser(prog="salesflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("emulator", help="run the SalesFlow core emulator (see `salesflow emulator --help`)")
+
+    m = sub.add_parser("materialize", help="run the daily job for one as-of date")
+    m.add_argument("--as-of", type=_parse_date, default=None,
+                   help="the day to materialize (default: the core's yesterday)")
+    m.add_argument("--since", type=_parse_date, default=None,
+                   help="also (re)load every day from this date, as one run")
+    m.add_argument("--full", action="store_true",
+                   help="reload the whole history from the first partition, as one run")
+    m.set_defaults(func=cmd_materialize)
+
+    s = sub.add_parser("summary", help="rows per warehouse table")
+    s.set_defaults(func=cmd_summary)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

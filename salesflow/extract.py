@@ -1,0 +1,424 @@
+"""Extraction from the core into raw.* — validation first, then one all-or-nothing write.
+
+Sales listings can be large (the core has no paging), so they are streamed to a file and
+decoded by DuckDB's JSON reader; structural problems are then located precisely with the
+typed models in ``core_models`` so an error names the record at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from salesflow.core_models import InventoryItem, ProductDto, decode_list, explain_sales_file
+from salesflow.errors import CoreDataError
+from salesflow.warehouse import transaction
+
+SALES_JSON_COLUMNS = (
+    "{id: 'BIGINT', saleDate: 'VARCHAR', totalAmount: 'DOUBLE', customerId: 'VARCHAR', "
+    "items: 'STRUCT(productId BIGINT, productName VARCHAR, sku VARCHAR, quantity BIGINT, "
+    "unitPrice DOUBLE, subtotal DOUBLE)[]'}"
+)
+MAX_ERRORS_SHOWN = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(tz=timezone.utc).replace(tzinfo=None)
+
+
+# -- planning ------------------------------------------------------------------
+@dataclass(frozen=True)
+class SalesFetchPlan:
+    mode: str  # "full" or "history"
+    days: int | None
+
+    @property
+    def path(self) -> str:
+        return "/sales" if self.mode == "full" else "/sales/history"
+
+    @property
+    def params(self) -> dict | None:
+        return None if self.mode == "full" else {"days": self.days}
+
+
+def plan_sales_fetch(
+    start: date, core_today: date, *, overlap_days: int = 1, full_after_days: int = 120
+) -> SalesFetchPlan:
+    """Which listing covers sales from ``start`` to the core's today.
+
+    ``/sales/history?days=N`` returns sales from the start of (today − N days); it is used
+    with ``overlap_days`` of margin for clock skew. A window reaching further back than
+    ``full_after_days`` reads the full listing once instead.
+    """
+    days = (core_today - start).days + overlap_days
+    if days < 0:
+        days = overlap_days
+    if days > full_after_days:
+        return SalesFetchPlan("full", None)
+    return SalesFetchPlan("history", days)
+
+
+# -- sales ---------------------------------------------------------------------
+@dataclass
+class StagedSales:
+    sales: int
+    lines: int
+    first_date: date | None
+    last_date: date | None
+
+
+def stage_sales(con: duckdb.DuckDBPyConnection, json_path: Path) -> StagedSales:
+    """Decode a sales listing into temp tables ``_staged_sales``/``_staged_items`` and validate it.
+
+    Raises CoreDataError naming the records at fault; nothing is written to raw.* here.
+    """
+    json_path = Path(json_path)
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _src AS
+                SELECT * FROM read_json(?, format='array', columns={SALES_JSON_COLUMNS},
+                                        maximum_object_size=67108864)""",
+            [str(json_path)],
+        )
+    except duckdb.Error as exc:
+        detail = explain_sales_file(json_path)
+        if detail == "no structural problem found":
+            detail = str(exc).splitlines()[0]
+        raise CoreDataError(f"sales listing from the core is not valid: {detail}") from None
+
+    problems = con.execute(
+        """
+        SELECT id FROM _src
+        WHERE id IS NULL OR saleDate IS NULL OR totalAmount IS NULL OR items IS NULL
+           OR list_count(list_filter(items, x -> x IS NULL OR x.sku IS NULL OR x.quantity IS NULL
+                OR x.unitPrice IS NULL OR x.subtotal IS NULL OR x.productId IS NULL
+                OR x.productName IS NULL)) > 0
+        LIMIT 1"""
+    ).fetchall()
+    if problems:
+        raise CoreDataError(
+            f"sales listing from the core is not valid: {explain_sales_file(json_path)}"
+        )
+
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _staged_sales AS
+           SELECT id AS sale_id, try_cast(saleDate AS TIMESTAMP) AS sale_ts,
+                  CAST(try_cast(saleDate AS TIMESTAMP) AS DATE) AS sale_date,
+                  totalAmount AS total_raw,
+                  CAST(round(totalAmount, 2) AS DECIMAL(18,2)) AS total_amount,
+                  customerId AS customer_id, saleDate AS sale_date_text,
+                  len(items) AS n_items
+           FROM _src"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _staged_items AS
+           SELECT s.id AS sale_id, CAST(u.line_no AS INTEGER) AS line_no,
+                  u.item.productId AS product_id, u.item.sku AS sku,
+                  u.item.productName AS product_name, u.item.quantity AS quantity,
+                  u.item.unitPrice AS unit_price_raw, u.item.subtotal AS subtotal_raw,
+                  CAST(round(u.item.unitPrice, 2) AS DECIMAL(18,2)) AS unit_price,
+                  CAST(round(u.item.subtotal, 2) AS DECIMAL(18,2)) AS subtotal
+           FROM _src s, unnest(s.items) WITH ORDINALITY AS u(item, line_no)"""
+    )
+    con.execute("DROP TABLE _src")
+
+    errors = validate_staged_sales(con)
+    if errors:
+        shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
+        more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
+        raise CoreDataError(
+            f"sales listing from the core breaks its contract, nothing was written: {shown}{more}"
+        )
+    n_sales, first, last = con.execute(
+        "SELECT count(*), min(sale_date), max(sale_date) FROM _staged_sales"
+    ).fetchone()
+    n_lines = con.execute("SELECT count(*) FROM _staged_items").fetchone()[0]
+    return StagedSales(n_sales, n_lines, first, last)
+
+
+def validate_staged_sales(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[str]:
+    """Contract rules a sale must meet; each message names the sale id."""
+    checks = [
+        (
+            "SELECT sale_id, count(*) FROM _staged_sales GROUP BY 1 HAVING count(*) > 1",
+            lambda r: f"sale {r[0]} appears {r[1]} times",
+        ),
+        (
+            "SELECT sale_id, sale_date_text FROM _staged_sales WHERE sale_ts IS NULL",
+            lambda r: f"sale {r[0]} has an unreadable saleDate {r[1]!r}",
+        ),
+        (
+            "SELECT sale_id FROM _staged_sales WHERE n_items = 0",
+            lambda r: f"sale {r[0]} has no items",
+        ),
+        (
+            """SELECT sale_id, line_no, quantity FROM _staged_items WHERE quantity <= 0""",
+            lambda r: f"sale {r[0]} line {r[1]} has quantity {r[2]}",
+        ),
+        (
+            """SELECT sale_id, total_raw FROM _staged_sales WHERE total_raw < 0
+               UNION ALL SELECT sale_id, least(unit_price_raw, subtotal_raw) FROM _staged_items
+               WHERE unit_price_raw < 0 OR subtotal_raw < 0""",
+            lambda r: f"sale {r[0]} has negative money {r[1]}",
+        ),
+        (
+            """SELECT sale_id, total_raw FROM _staged_sales
+               WHERE abs(total_raw * 100 - round(total_raw * 100)) > 1e-6
+               UNION ALL SELECT sale_id, unit_price_raw FROM _staged_items
+               WHERE abs(unit_price_raw * 100 - round(unit_price_raw * 100)) > 1e-6
+               UNION ALL SELECT sale_id, subtotal_raw FROM _staged_items
+               WHERE abs(subtotal_raw * 100 - round(subtotal_raw * 100)) > 1e-6""",
+            lambda r: f"sale {r[0]} has an amount with more than 2 decimals ({r[1]})",
+        ),
+        (
+            """SELECT s.sale_id, s.total_amount, i.items_total
+               FROM _staged_sales s
+               JOIN (SELECT sale_id, sum(subtotal) AS items_total FROM _staged_items GROUP BY 1) i
+                 USING (sale_id)
+               WHERE s.total_amount <> i.items_total""",
+            lambda r: f"sale {r[0]} has totalAmount {r[1]} but its items add up to {r[2]}",
+        ),
+    ]
+    errors: list[str] = []
+    for sql, fmt in checks:
+        for row in con.execute(f"SELECT * FROM ({sql}) ORDER BY 1 LIMIT {int(limit)}").fetchall():
+            errors.append(fmt(row))
+    return errors
+
+
+@dataclass
+class SalesWrite:
+    sales: int
+    lines: int
+    deleted_sales: int
+    outside_range: int
+
+
+def write_sales_range(
+    con: duckdb.DuckDBPyConnection, start: date, end: date, *, extracted_at: datetime | None = None
+) -> SalesWrite:
+    """Replace the sales of [start, end] with the staged ones, merged by sale id, in one transaction."""
+    extracted_at = extracted_at or utcnow()
+    rng = [start, end]
+    with transaction(con):
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _range_ids AS
+               SELECT sale_id FROM raw.sales WHERE sale_date BETWEEN ? AND ?
+               UNION SELECT sale_id FROM _staged_sales WHERE sale_date BETWEEN ? AND ?""",
+            rng + rng,
+        )
+        deleted = con.execute(
+            "SELECT count(*) FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _range_ids)"
+        ).fetchone()[0]
+        con.execute("DELETE FROM raw.sale_items WHERE sale_id IN (SELECT sale_id FROM _range_ids)")
+        con.execute("DELETE FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _range_ids)")
+        con.execute(
+            """INSERT INTO raw.sales
+               SELECT sale_id, sale_ts, sale_date, total_amount, customer_id, ?
+               FROM _staged_sales WHERE sale_date BETWEEN ? AND ?
+               ORDER BY sale_date, sale_id""",
+            [extracted_at, *rng],
+        )
+        con.execute(
+            """INSERT INTO raw.sale_items
+               SELECT i.sale_id, i.line_no, i.product_id, i.sku, i.product_name,
+                      CAST(i.quantity AS INTEGER), i.unit_price, i.subtotal
+               FROM _staged_items i JOIN _staged_sales s USING (sale_id)
+               WHERE s.sale_date BETWEEN ? AND ?
+               ORDER BY i.sale_id, i.line_no""",
+            rng,
+        )
+        con.execute("DROP TABLE _range_ids")
+    n_sales, n_lines, outside = con.execute(
+        """SELECT count(*) FILTER (WHERE sale_date BETWEEN $1 AND $2),
+                  (SELECT count(*) FROM _staged_items i JOIN _staged_sales s USING (sale_id)
+                   WHERE s.sale_date BETWEEN $1 AND $2),
+                  count(*) FILTER (WHERE sale_date NOT BETWEEN $1 AND $2)
+           FROM _staged_sales""",
+        rng,
+    ).fetchone()
+    return SalesWrite(n_sales, n_lines, deleted, outside)
+
+
+def reconcile_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> list[dict]:
+    """Per-day differences between the source listing (staged) and raw.* for [start, end]."""
+    rows = con.execute(
+        """
+        WITH src AS (
+            SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders, sum(s.total_amount) AS revenue,
+                   (SELECT sum(quantity) FROM _staged_items i2 JOIN _staged_sales s2 USING (sale_id)
+                    WHERE s2.sale_date = s.sale_date) AS units
+            FROM _staged_sales s WHERE s.sale_date BETWEEN $1 AND $2 GROUP BY 1),
+        wh AS (
+            SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders, sum(s.total_amount) AS revenue,
+                   sum(i.units) AS units
+            FROM raw.sales s
+            LEFT JOIN (SELECT sale_id, sum(quantity) AS units FROM raw.sale_items GROUP BY 1) i
+              USING (sale_id)
+            WHERE s.sale_date BETWEEN $1 AND $2 GROUP BY 1)
+        SELECT coalesce(src.sale_date, wh.sale_date) AS day, src.orders, wh.orders,
+               src.revenue, wh.revenue, src.units, wh.units
+        FROM src FULL OUTER JOIN wh ON src.sale_date = wh.sale_date
+        WHERE src.orders IS DISTINCT FROM wh.orders OR src.revenue IS DISTINCT FROM wh.revenue
+           OR src.units IS DISTINCT FROM wh.units
+        ORDER BY 1""",
+        [start, end],
+    ).fetchall()
+    return [
+        {
+            "day": str(r[0]),
+            "source_orders": r[1],
+            "warehouse_orders": r[2],
+            "source_revenue": str(r[3]),
+            "warehouse_revenue": str(r[4]),
+            "source_units": r[5],
+            "warehouse_units": r[6],
+        }
+        for r in rows
+    ]
+
+
+# -- sales checks (on the warehouse) ---------------------------------------------
+def sales_check_results(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str, dict]:
+    """Warehouse-side checks of raw.sales/raw.sale_items; each returns passed + details."""
+    rng = [start, end]
+    dup = con.execute(
+        "SELECT sale_id, count(*) FROM raw.sales GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 10"
+    ).fetchall()
+    mismatch = con.execute(
+        """SELECT s.sale_id, s.total_amount, coalesce(sum(i.subtotal), 0) AS items_total
+           FROM raw.sales s LEFT JOIN raw.sale_items i USING (sale_id)
+           WHERE s.sale_date BETWEEN ? AND ?
+           GROUP BY 1, 2 HAVING s.total_amount <> coalesce(sum(i.subtotal), 0)
+           ORDER BY 1 LIMIT 10""",
+        rng,
+    ).fetchall()
+    negative = con.execute(
+        """SELECT sale_id FROM raw.sales WHERE total_amount < 0
+           UNION SELECT sale_id FROM raw.sale_items WHERE unit_price < 0 OR subtotal < 0
+           ORDER BY 1 LIMIT 10"""
+    ).fetchall()
+    unknown = con.execute(
+        """SELECT DISTINCT i.sku FROM raw.sale_items i JOIN raw.sales s USING (sale_id)
+           WHERE s.sale_date BETWEEN ? AND ?
+             AND i.sku NOT IN (SELECT sku FROM raw.products)
+           ORDER BY 1 LIMIT 20""",
+        rng,
+    ).fetchall()
+    return {
+        "unique_sale_ids": {"passed": not dup, "examples": [f"{a} x{b}" for a, b in dup]},
+        "items_add_up_to_total": {
+            "passed": not mismatch,
+            "examples": [f"sale {a}: total {b} vs items {c}" for a, b, c in mismatch],
+        },
+        "no_negative_money": {"passed": not negative, "examples": [str(r[0]) for r in negative]},
+        "sold_skus_known": {"passed": not unknown, "examples": [r[0] for r in unknown]},
+    }
+
+
+# -- products and inventory -----------------------------------------------------
+def products_frame(data: bytes, extracted_at: datetime | None = None) -> pd.DataFrame:
+    items: list[ProductDto] = decode_list(data, ProductDto, "products listing", "sku")
+    errors = []
+    seen: set[str] = set()
+    for i, p in enumerate(items):
+        label = f"product #{i} (sku={p.sku!r})"
+        if p.price < 0:
+            errors.append(f"{label} has negative price {p.price}")
+        if p.stockQuantity < 0:
+            errors.append(f"{label} has negative stockQuantity {p.stockQuantity}")
+        if p.lowStockThreshold < 1:
+            errors.append(f"{label} has lowStockThreshold {p.lowStockThreshold} < 1")
+        if p.sku in seen:
+            errors.append(f"{label} repeats a sku")
+        seen.add(p.sku)
+    _raise_if(errors, "products listing")
+    ts = extracted_at or utcnow()
+    return pd.DataFrame(
+        {
+            "id": pd.Series([p.id for p in items], dtype="int64"),
+            "sku": pd.Series([p.sku for p in items], dtype="object"),
+            "name": pd.Series([p.name for p in items], dtype="object"),
+            "price": pd.Series([str(p.price) for p in items], dtype="object"),
+            "stock_quantity": pd.Series([p.stockQuantity for p in items], dtype="int64"),
+            "low_stock_threshold": pd.Series([p.lowStockThreshold for p in items], dtype="int64"),
+            "description": pd.Series([p.description for p in items], dtype="object"),
+            "extracted_at": pd.Series([ts] * len(items), dtype="datetime64[us]"),
+        }
+    )
+
+
+def inventory_frame(data: bytes, extracted_at: datetime | None = None) -> pd.DataFrame:
+    items: list[InventoryItem] = decode_list(data, InventoryItem, "inventory listing", "sku")
+    errors = []
+    seen: set[str] = set()
+    for i, it in enumerate(items):
+        label = f"inventory item #{i} (sku={it.sku!r})"
+        if it.price < 0 or it.cost < 0:
+            errors.append(f"{label} has negative money (price {it.price}, cost {it.cost})")
+        if it.sku in seen:
+            errors.append(f"{label} repeats a sku")
+        seen.add(it.sku)
+    _raise_if(errors, "inventory listing")
+    ts = extracted_at or utcnow()
+
+    def naive_utc(d: datetime | None):
+        if d is None:
+            return None
+        return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo else d
+
+    return pd.DataFrame(
+        {
+            "sku": pd.Series([it.sku for it in items], dtype="object"),
+            "name": pd.Series([it.name for it in items], dtype="object"),
+            "category": pd.Series([it.category for it in items], dtype="object"),
+            "cost": pd.Series([str(it.cost) for it in items], dtype="object"),
+            "price": pd.Series([str(it.price) for it in items], dtype="object"),
+            "quantity": pd.Series([it.quantity for it in items], dtype="int64"),
+            "updated_at": pd.Series([naive_utc(it.updatedAt) for it in items], dtype="datetime64[us]"),
+            "extracted_at": pd.Series([ts] * len(items), dtype="datetime64[us]"),
+        }
+    )
+
+
+def _raise_if(errors: list[str], what: str) -> None:
+    if errors:
+        shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
+        more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
+        raise CoreDataError(f"{what} breaks the core's contract, nothing was written: {shown}{more}")
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Full-snapshot replace of a raw table in one transaction (money cast exactly from text)."""
+    if table not in ("raw.products", "raw.inventory"):
+        raise ValueError(f"not a snapshot table: {table}")
+    cols = list(frame.columns)
+    select = ", ".join(
+        f"CAST({c} AS DECIMAL(18,2))" if c in ("price", "cost") else c for c in cols
+    )
+    con.register("_frame", frame)
+    try:
+        with transaction(con):
+            con.execute(f"DELETE FROM {table}")
+            con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM _frame")
+    finally:
+        con.unregister("_frame")
+    return len(frame)
+
+
+def write_stock_snapshot(con: duckdb.DuckDBPyConnection, snapshot_date: date) -> int:
+    """Record today's stock figures from raw.products as the snapshot of ``snapshot_date``."""
+    with transaction(con):
+        con.execute("DELETE FROM raw.stock_snapshots WHERE snapshot_date = ?", [snapshot_date])
+        con.execute(
+            """INSERT INTO raw.stock_snapshots
+               SELECT ?, sku, stock_quantity, low_stock_threshold FROM raw.products ORDER BY sku""",
+            [snapshot_date],
+        )
+    return con.execute(
+        "SELECT count(*) FROM raw.stock_snapshots WHERE snapshot_date = ?", [snapshot_date]
+    ).fetchone()[0]

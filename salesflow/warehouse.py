@@ -1,0 +1,82 @@
+"""The DuckDB warehouse: contract DDL and connection helper (see DESIGN.md, "Warehouse contract")."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+SCHEMAS = ("raw", "marts", "ml", "ops")
+
+RAW_DDL = {
+    "raw.products": """
+        CREATE TABLE IF NOT EXISTS raw.products (
+            id BIGINT, sku VARCHAR, name VARCHAR, price DECIMAL(18,2),
+            stock_quantity INTEGER, low_stock_threshold INTEGER, description VARCHAR,
+            extracted_at TIMESTAMP)""",
+    "raw.inventory": """
+        CREATE TABLE IF NOT EXISTS raw.inventory (
+            sku VARCHAR, name VARCHAR, category VARCHAR, cost DECIMAL(18,2),
+            price DECIMAL(18,2), quantity INTEGER, updated_at TIMESTAMP,
+            extracted_at TIMESTAMP)""",
+    "raw.sales": """
+        CREATE TABLE IF NOT EXISTS raw.sales (
+            sale_id BIGINT, sale_ts TIMESTAMP, sale_date DATE, total_amount DECIMAL(18,2),
+            customer_id VARCHAR, extracted_at TIMESTAMP)""",
+    "raw.sale_items": """
+        CREATE TABLE IF NOT EXISTS raw.sale_items (
+            sale_id BIGINT, line_no INTEGER, product_id BIGINT, sku VARCHAR,
+            product_name VARCHAR, quantity INTEGER, unit_price DECIMAL(18,2),
+            subtotal DECIMAL(18,2))""",
+    "raw.stock_snapshots": """
+        CREATE TABLE IF NOT EXISTS raw.stock_snapshots (
+            snapshot_date DATE, sku VARCHAR, stock_quantity INTEGER,
+            low_stock_threshold INTEGER)""",
+}
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for ddl in RAW_DDL.values():
+        con.execute(ddl)
+
+
+@contextmanager
+def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file (creating its folder and the contract tables) and always close it."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute(
+        "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
+        "WHERE schema_name IN ('raw','marts','ml','ops') ORDER BY 1, 2"
+    ).fetchall()
+    out = {}
+    for schema, table, _ in rows:
+        out[f"{schema}.{table}"] = con.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
+    return out
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All-or-nothing: commit on success, roll back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
