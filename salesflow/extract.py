@@ -94,7 +94,7 @@ def stage_sales(con: duckdb.DuckDBPyConnection, json_path: Path) -> StagedSales:
         """
         SELECT id FROM _src
         WHERE id IS NULL OR saleDate IS NULL OR totalAmount IS NULL OR items IS NULL
-           OR list_count(list_filter(items, x -> x IS NULL OR x.sku IS NULL OR x.quantity IS NULL
+           OR list_count(list_filter(items, lambda x: x IS NULL OR x.sku IS NULL OR x.quantity IS NULL
                 OR x.unitPrice IS NULL OR x.subtotal IS NULL OR x.productId IS NULL
                 OR x.productName IS NULL)) > 0
         LIMIT 1"""

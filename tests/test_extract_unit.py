@@ -1,0 +1,169 @@
+"""Staging, validation and rerun-safe writes of sales listings (no network)."""
+
+from datetime import date
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from salesflow import extract
+from salesflow.errors import CoreDataError
+from salesflow.warehouse import connect
+
+
+def sale(sale_id, ts, items, total=None, customer=None):
+    body = {
+        "id": sale_id,
+        "saleDate": ts,
+        "totalAmount": total if total is not None else round(sum(i["subtotal"] for i in items), 2),
+        "items": items,
+    }
+    if customer:
+        body["customerId"] = customer
+    return body
+
+
+def item(sku, qty, price, pid=1, name=None):
+    return {"productId": pid, "productName": name or f"Product {sku}", "sku": sku,
+            "quantity": qty, "unitPrice": price, "subtotal": round(qty * price, 2)}
+
+
+@pytest.fixture
+def con(tmp_path):
+    with connect(tmp_path / "w.duckdb") as c:
+        yield c
+
+
+def write_json(tmp_path, payload, name="sales.json"):
+    path = tmp_path / name
+    path.write_bytes(payload if isinstance(payload, bytes) else orjson.dumps(payload))
+    return path
+
+
+GOOD = [
+    sale(1, "2025-03-01T09:15:00", [item("A", 2, 1.10), item("B", 1, 5.25)], customer="C1"),
+    sale(2, "2025-03-01T23:59:59.999", [item("A", 1, 1.10)]),
+    sale(3, "2025-03-02T00:00:00.123456789", [item("C", 3, 0.35)]),
+]
+
+
+def test_stage_and_write_exact_money(tmp_path, con):
+    staged = extract.stage_sales(con, write_json(tmp_path, GOOD))
+    assert (staged.sales, staged.lines) == (3, 4)
+    assert (staged.first_date, staged.last_date) == (date(2025, 3, 1), date(2025, 3, 2))
+    w = extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    assert (w.sales, w.lines) == (3, 4)
+    rows = con.execute("SELECT sale_id, sale_date, total_amount, customer_id FROM raw.sales ORDER BY 1").fetchall()
+    assert rows == [
+        (1, date(2025, 3, 1), Decimal("7.45"), "C1"),
+        (2, date(2025, 3, 1), Decimal("1.10"), None),
+        (3, date(2025, 3, 2), Decimal("1.05"), None),
+    ]
+    assert con.execute("SELECT sum(subtotal) FROM raw.sale_items").fetchone()[0] == Decimal("9.60")
+    assert con.execute("SELECT line_no FROM raw.sale_items WHERE sale_id=1 ORDER BY 1").fetchall() == [(1,), (2,)]
+    assert extract.reconcile_sales(con, date(2025, 3, 1), date(2025, 3, 2)) == []
+
+
+def test_rerun_and_overlap_never_duplicate(tmp_path, con):
+    path = write_json(tmp_path, GOOD)
+    for _ in range(3):
+        extract.stage_sales(con, path)
+        extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    # an overlapping later window that also carries day 1
+    extract.stage_sales(con, path)
+    extract.write_sales_range(con, date(2025, 3, 2), date(2025, 3, 2))
+    assert con.execute("SELECT count(*), count(DISTINCT sale_id) FROM raw.sales").fetchone() == (3, 3)
+    assert con.execute("SELECT count(*) FROM raw.sale_items").fetchone()[0] == 4
+
+
+def test_range_write_only_touches_its_days(tmp_path, con):
+    extract.stage_sales(con, write_json(tmp_path, GOOD))
+    w = extract.write_sales_range(con, date(2025, 3, 2), date(2025, 3, 2))
+    assert (w.sales, w.lines, w.outside_range) == (1, 1, 2)
+    assert con.execute("SELECT list(sale_id) FROM raw.sales").fetchone()[0] == [3]
+
+
+def test_sale_removed_from_source_is_removed_on_rerun(tmp_path, con):
+    extract.stage_sales(con, write_json(tmp_path, GOOD))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    extract.stage_sales(con, write_json(tmp_path, GOOD[1:], "b.json"))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    assert con.execute("SELECT list(sale_id ORDER BY sale_id) FROM raw.sales").fetchone()[0] == [2, 3]
+    assert con.execute("SELECT count(*) FROM raw.sale_items WHERE sale_id = 1").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b'[{"id": 1, "saleDate": "2025-03-01T09:00:00", "totalAmount": 1', "malformed JSON"),
+        (orjson.dumps([GOOD[0], {"id": 7, "saleDate": "2025-03-01T10:00:00", "items": []}]),
+         "id=7"),
+        (orjson.dumps([GOOD[0], sale(8, "2025-03-01T10:00:00", [{"productId": 1, "sku": "A",
+                                                                 "quantity": 1, "unitPrice": 1.0}],
+                                     total=1.0)]),
+         "id=8"),
+        (orjson.dumps([sale(9, "2025-03-01T10:00:00", [item("A", 1, 2.0)], total=2.01)]),
+         "sale 9 has totalAmount 2.01 but its items add up to 2.00"),
+        (orjson.dumps([sale(10, "2025-03-01T10:00:00", [item("A", 1, -2.0)])]), "sale 10 has negative money"),
+        (orjson.dumps([sale(11, "yesterday", [item("A", 1, 2.0)])]), "sale 11 has an unreadable saleDate"),
+        (orjson.dumps([sale(12, "2025-03-01T10:00:00", [item("A", 0, 2.0)])]), "sale 12 line 1 has quantity 0"),
+        (orjson.dumps([GOOD[0], GOOD[0]]), "sale 1 appears 2 times"),
+        (orjson.dumps([sale(13, "2025-03-01T10:00:00", [item("A", 1, 2.005)], total=2.005)]),
+         "more than 2 decimals"),
+        (orjson.dumps([sale(14, "2025-03-01T10:00:00", [])]), "sale 14 has no items"),
+        (orjson.dumps({"error": "not a list"}), "not valid"),
+        (orjson.dumps([{"id": "x15", "saleDate": "2025-03-01T10:00:00", "totalAmount": 1,
+                        "items": []}]), "not valid"),
+    ],
+)
+def test_bad_listing_names_the_record_and_writes_nothing(tmp_path, con, payload, expected):
+    extract.stage_sales(con, write_json(tmp_path, GOOD, "good.json"))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    before = con.execute("SELECT count(*), sum(total_amount) FROM raw.sales").fetchone()
+    with pytest.raises(CoreDataError) as err:
+        extract.stage_sales(con, write_json(tmp_path, payload))
+    assert expected in str(err.value)
+    assert con.execute("SELECT count(*), sum(total_amount) FROM raw.sales").fetchone() == before
+
+
+def test_failed_write_rolls_back(tmp_path, con, monkeypatch):
+    extract.stage_sales(con, write_json(tmp_path, GOOD))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    extract.stage_sales(con, write_json(tmp_path, GOOD[:1], "one.json"))
+    con.execute("DROP TABLE _staged_items")  # the item insert will fail after the deletes
+    with pytest.raises(Exception):
+        extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    assert con.execute("SELECT count(*) FROM raw.sales").fetchone()[0] == 3
+    assert con.execute("SELECT count(*) FROM raw.sale_items").fetchone()[0] == 4
+
+
+def test_plan_sales_fetch():
+    today = date(2025, 6, 10)
+    assert extract.plan_sales_fetch(date(2025, 6, 9), today) == extract.SalesFetchPlan("history", 2)
+    assert extract.plan_sales_fetch(date(2025, 6, 9), today, overlap_days=3).days == 4
+    assert extract.plan_sales_fetch(date(2020, 1, 1), today).mode == "full"
+    assert extract.plan_sales_fetch(date(2025, 2, 10), today, full_after_days=120).mode == "full"
+    assert extract.plan_sales_fetch(date(2025, 2, 11), today, full_after_days=120).mode == "history"
+
+
+def test_products_frame_rejects_contract_breaks():
+    good = [{"id": 1, "name": "Tea", "sku": "T1", "price": 2.5, "stockQuantity": 3,
+             "lowStockThreshold": 5, "description": None, "imageUrl": None}]
+    frame = extract.products_frame(orjson.dumps(good))
+    assert list(frame["sku"]) == ["T1"] and list(frame["price"]) == ["2.5"]
+    with pytest.raises(CoreDataError, match=r"sku='T2'.*negative price"):
+        extract.products_frame(orjson.dumps(good + [{**good[0], "id": 2, "sku": "T2", "price": -1}]))
+    with pytest.raises(CoreDataError, match=r"record #1 \(sku='T3'\).*stockQuantity"):
+        extract.products_frame(orjson.dumps(good + [{"id": 3, "name": "X", "sku": "T3", "price": 1}]))
+    with pytest.raises(CoreDataError, match="repeats a sku"):
+        extract.products_frame(orjson.dumps(good + good))
+
+
+def test_snapshot_tables_replace_atomically(tmp_path, con):
+    good = [{"id": 1, "name": "Tea", "sku": "T1", "price": 2.5, "stockQuantity": 3, "lowStockThreshold": 5}]
+    extract.replace_table(con, "raw.products", extract.products_frame(orjson.dumps(good)))
+    extract.replace_table(con, "raw.products", extract.products_frame(orjson.dumps(good)))
+    assert con.execute("SELECT sku, price, stock_quantity FROM raw.products").fetchall() == [
+        ("T1", Decimal("2.50"), 3)]
+    assert extract.write_stock_snapshot(con, date(2025, 1, 1)) == 1
+    assert extract.write_stock_snapshot(con, date(2025, 1, 1)) == 1
