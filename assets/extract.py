@@ -2,6 +2,7 @@
 
 
 import tempfile
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pydantic import Field
 from pipelines.partitions import daily_partitions, partition_dates
 from resources import WAREHOUSE_POOL, CoreApiResource, WarehouseResource
 from salesflow import extract
+from salesflow.errors import CoreAuthError, CoreDataError
 
 RAW_PRODUCTS = dg.AssetKey(["raw", "products"])
 RAW_INVENTORY = dg.AssetKey(["raw", "inventory"])
@@ -18,7 +20,18 @@ RAW_SALES = dg.AssetKey(["raw", "sales"])
 RAW_SALE_ITEMS = dg.AssetKey(["raw", "sale_items"])
 RAW_STOCK_SNAPSHOTS = dg.AssetKey(["raw", "stock_snapshots"])
 
-CORE_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
+# A step whose calls to the core kept failing (after the client's own retries) is retried;
+# bad data and refused credentials are not: a retry would fail the same way.
+CORE_RETRY = dg.RetryPolicy(max_retries=2, delay=20, backoff=dg.Backoff.EXPONENTIAL,
+                            jitter=dg.Jitter.PLUS_MINUS)
+
+
+@contextmanager
+def no_retry_for_bad_data():
+    try:
+        yield
+    except (CoreDataError, CoreAuthError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
 
 
 def _preview(con, sql: str, params=None, limit: int = 5) -> dg.MetadataValue:
@@ -46,7 +59,7 @@ def _client_metadata(client) -> dict:
 def raw_products(
     context: dg.AssetExecutionContext, core: CoreApiResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    with core.get_client(context.log) as client:
+    with no_retry_for_bad_data(), core.get_client(context.log) as client:
         frame = extract.products_frame(client.get_bytes("/products"))
         meta = _client_metadata(client)
     with warehouse.get_connection() as con:
@@ -67,7 +80,7 @@ def raw_products(
 def raw_inventory(
     context: dg.AssetExecutionContext, core: CoreApiResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    with core.get_client(context.log) as client:
+    with no_retry_for_bad_data(), core.get_client(context.log) as client:
         frame = extract.inventory_frame(client.get_bytes("/inventory"))
         meta = _client_metadata(client)
     with warehouse.get_connection() as con:
@@ -119,7 +132,7 @@ def raw_sales(
     warehouse: WarehouseResource,
 ):
     start, end = partition_dates(context)
-    with tempfile.TemporaryDirectory(prefix="salesflow-sales-") as tmp, \
+    with no_retry_for_bad_data(), tempfile.TemporaryDirectory(prefix="salesflow-sales-") as tmp, \
             core.get_client(context.log) as client:
         core_today = client.server_today()
         plan = extract.plan_sales_fetch(
@@ -192,7 +205,7 @@ def raw_stock_snapshots(
     context: dg.AssetExecutionContext, core: CoreApiResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
-    with core.get_client(context.log) as client:
+    with no_retry_for_bad_data(), core.get_client(context.log) as client:
         core_today = client.server_today()
     recordable = [d for d in (core_today - timedelta(days=1), core_today) if start <= d <= end]
     written = {}
