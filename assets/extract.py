@@ -133,27 +133,19 @@ def raw_sales(
 ):
     start, end = partition_dates(context)
     with no_retry_for_bad_data(), tempfile.TemporaryDirectory(prefix="salesflow-sales-") as tmp, \
-            core.get_client(context.log) as client:
-        core_today = client.server_today()
-        plan = extract.plan_sales_fetch(
-            start, core_today, overlap_days=config.overlap_days, full_after_days=config.full_after_days
+            core.get_client(context.log) as client, warehouse.get_connection() as con:
+        result = extract.extract_sales(
+            client, con, start, end, workdir=Path(tmp), overlap_days=config.overlap_days,
+            full_after_days=config.full_after_days, log=context.log,
         )
-        context.log.info(
-            f"sales {start}..{end}: core today is {core_today}; reading {plan.path} {plan.params or ''}"
-        )
-        download = client.download(plan.path, Path(tmp) / "sales.json", params=plan.params)
         meta = _client_metadata(client)
-        with warehouse.get_connection() as con:
-            staged = extract.stage_sales(con, download.path)
-            written = extract.write_sales_range(con, start, end)
-            differences = extract.reconcile_sales(con, start, end)
-            checks = extract.sales_check_results(con, start, end)
-            preview = _preview(
-                con,
-                "SELECT sale_date, count(*) AS orders, sum(total_amount) AS revenue FROM raw.sales "
-                "WHERE sale_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1 DESC",
-                [start, end],
-            )
+        preview = _preview(
+            con,
+            "SELECT sale_date, count(*) AS orders, sum(total_amount) AS revenue FROM raw.sales "
+            "WHERE sale_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1 DESC",
+            [start, end],
+        )
+    plan, staged, written = result.plan, result.staged, result.written
     if written.outside_range and plan.mode == "full" and staged.first_date and staged.first_date < start:
         context.log.warning(
             f"{written.outside_range} sales of the listing lie outside {start}..{end}; sales before "
@@ -162,8 +154,8 @@ def raw_sales(
     common = {
         "range": f"{start}..{end}",
         "source": plan.path + (f"?days={plan.days}" if plan.days else ""),
-        "core_today": str(core_today),
-        "download_seconds": round(download.seconds, 3),
+        "core_today": str(result.core_today),
+        "download_seconds": round(result.download_seconds, 3),
         **meta,
     }
     yield dg.MaterializeResult(
@@ -173,6 +165,7 @@ def raw_sales(
     )
     yield dg.MaterializeResult(asset_key=RAW_SALE_ITEMS,
                                metadata={"dagster/row_count": written.lines, **common})
+    differences, checks = result.differences, result.checks
     yield dg.AssetCheckResult(
         check_name="reconciles_with_core", asset_key=RAW_SALES, passed=not differences,
         metadata={"days_checked": (end - start).days + 1, "differences": len(differences),
@@ -180,11 +173,11 @@ def raw_sales(
     )
     targets = {"unique_sale_ids": RAW_SALES, "items_add_up_to_total": RAW_SALES,
                "no_negative_money": RAW_SALE_ITEMS, "sold_skus_known": RAW_SALE_ITEMS}
-    for name, result in checks.items():
+    for name, check in checks.items():
         yield dg.AssetCheckResult(
-            check_name=name, asset_key=targets[name], passed=result["passed"],
+            check_name=name, asset_key=targets[name], passed=check["passed"],
             severity=dg.AssetCheckSeverity.WARN if name == "sold_skus_known" else dg.AssetCheckSeverity.ERROR,
-            metadata={"examples": dg.MetadataValue.json(result["examples"])},
+            metadata={"examples": dg.MetadataValue.json(check["examples"])},
         )
 
 

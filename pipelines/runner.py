@@ -14,7 +14,7 @@ from dagster._core.storage.tags import (
 )
 
 from salesflow.core_client import CoreClient
-from salesflow.settings import ShopSettings
+from salesflow.settings import DEFAULTS, ShopSettings
 from salesflow.warehouse import connect, table_counts
 
 
@@ -76,7 +76,13 @@ def run_daily(
     from pipelines.definitions import defs
     from pipelines.partitions import SHOP
 
-    warehouse_path = Path(warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or "data/warehouse.duckdb")
+    from resources import WarehouseResource
+
+    warehouse_path = Path(
+        warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or DEFAULTS["SALESFLOW_WAREHOUSE"]
+    )
+    # The run writes where the summary reads: the warehouse resource follows warehouse_path.
+    resources = {"warehouse": WarehouseResource(database=str(warehouse_path)), **(resources or {})}
     as_of = as_of or core_yesterday(SHOP)
     first = date.fromisoformat(SHOP.partitions_start)
     if as_of < first:
