@@ -67,6 +67,7 @@ def run_daily(
     instance: dg.DagsterInstance | None = None,
     resources: dict | None = None,
     warehouse_path: Path | None = None,
+    log_level: str = "INFO",
 ) -> RunSummary:
     """Materialize every asset for ``as_of`` (default: the core's yesterday).
 
@@ -98,7 +99,12 @@ def run_daily(
     if own_instance:
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     try:
-        kwargs: dict = {"instance": instance, "raise_on_error": False, "resources": resources}
+        kwargs: dict = {
+            "instance": instance,
+            "raise_on_error": False,
+            "resources": resources,
+            "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
+        }
         if start == as_of:
             kwargs["partition_key"] = as_of.isoformat()
         else:
