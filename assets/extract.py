@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from pipelines.partitions import daily_partitions, partition_dates
-from resources import WAREHOUSE_POOL, CoreApiResource, WarehouseResource
+from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, WarehouseResource
 from salesflow import extract
 from salesflow.errors import CoreAuthError, CoreDataError
 
@@ -130,9 +130,11 @@ def raw_sales(
     config: SalesExtractConfig,
     core: CoreApiResource,
     warehouse: WarehouseResource,
+    folders: FoldersResource,
 ):
     start, end = partition_dates(context)
-    with no_retry_for_bad_data(), tempfile.TemporaryDirectory(prefix="salesflow-sales-") as tmp, \
+    with no_retry_for_bad_data(), \
+            tempfile.TemporaryDirectory(prefix="sales-", dir=folders.spool) as tmp, \
             core.get_client(context.log) as client, warehouse.get_connection() as con:
         result = extract.extract_sales(
             client, con, start, end, workdir=Path(tmp), overlap_days=config.overlap_days,

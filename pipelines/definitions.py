@@ -3,9 +3,9 @@
 import dagster as dg
 
 from assets.extract import extract_assets
-from pipelines.jobs import daily_job
+from pipelines.jobs import daily_job, daily_schedule
 from pipelines.partitions import SHOP
-from resources import CoreApiResource, WarehouseResource
+from resources import CoreApiResource, FoldersResource, WarehouseResource
 
 resources = {
     "core": CoreApiResource(
@@ -15,10 +15,12 @@ resources = {
         timezone=SHOP.timezone,
     ),
     "warehouse": WarehouseResource(database=dg.EnvVar("SALESFLOW_WAREHOUSE")),
+    "folders": FoldersResource(home=dg.EnvVar("SALESFLOW_HOME")),
 }
 
 defs = dg.Definitions(
     assets=[*extract_assets],
     jobs=[daily_job],
+    schedules=[daily_schedule],
     resources=resources,
 )

@@ -77,13 +77,17 @@ def run_daily(
     from pipelines.definitions import defs
     from pipelines.partitions import SHOP
 
-    from resources import WarehouseResource
+    from resources import FoldersResource, WarehouseResource
 
     warehouse_path = Path(
         warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or DEFAULTS["SALESFLOW_WAREHOUSE"]
     )
     # The run writes where the summary reads: the warehouse resource follows warehouse_path.
-    resources = {"warehouse": WarehouseResource(database=str(warehouse_path)), **(resources or {})}
+    resources = {
+        "warehouse": WarehouseResource(database=str(warehouse_path)),
+        "folders": FoldersResource(home=os.environ.get("SALESFLOW_HOME") or DEFAULTS["SALESFLOW_HOME"]),
+        **(resources or {}),
+    }
     as_of = as_of or core_yesterday(SHOP)
     first = date.fromisoformat(SHOP.partitions_start)
     if as_of < first:

@@ -1,4 +1,5 @@
 from resources.core_api import CoreApiResource
+from resources.folders import FoldersResource
 from resources.warehouse import WAREHOUSE_POOL, WarehouseResource
 
-__all__ = ["CoreApiResource", "WarehouseResource", "WAREHOUSE_POOL"]
+__all__ = ["CoreApiResource", "FoldersResource", "WarehouseResource", "WAREHOUSE_POOL"]

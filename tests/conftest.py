@@ -44,7 +44,7 @@ def core_state(tmp_path, seeded_state_template) -> Path:
 
 
 def pipeline_resources(emu, warehouse: Path, **client_options) -> dict:
-    from resources import CoreApiResource, WarehouseResource
+    from resources import CoreApiResource, FoldersResource, WarehouseResource
 
     client_options.setdefault("backoff_s", 0.01)
     client_options.setdefault("backoff_max_s", 0.05)
@@ -52,4 +52,5 @@ def pipeline_resources(emu, warehouse: Path, **client_options) -> dict:
         "core": CoreApiResource(base_url=emu.url, phone=emu.admin[0], password=emu.admin[1],
                                 **client_options),
         "warehouse": WarehouseResource(database=str(warehouse)),
+        "folders": FoldersResource(home=str(warehouse.parent)),
     }

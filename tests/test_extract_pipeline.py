@@ -168,8 +168,9 @@ def test_run_killed_midway_then_rerun_ends_correct(tmp_path, core_state):
                "SALESFLOW_CORE_PASSWORD": emu.admin[1], "PYTHONPATH": str(Path.cwd())}
         env.pop("DAGSTER_HOME", None)
         killed_midway = 0
-        # seconds after the sales step starts: before the fetch, during it, while writing, after
-        for i, delay in enumerate([0.0, 0.6, 0.9, 1.2]):
+        # seconds after the sales step logs its plan: before the fetch, during it, while
+        # staging and writing, after
+        for i, delay in enumerate([0.0, 0.3, 0.45, 0.6, 0.9]):
             warehouse = tmp_path / f"killed{i}.duckdb"
             env["SALESFLOW_WAREHOUSE"] = str(warehouse)
             proc = subprocess.Popen(
@@ -178,7 +179,7 @@ def test_run_killed_midway_then_rerun_ends_correct(tmp_path, core_state):
                 start_new_session=True,
             )
             for line in proc.stderr:
-                if 'Started execution of step "raw_sales"' in line:
+                if "core today is" in line:  # the sales step is about to fetch
                     break
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGKILL)
