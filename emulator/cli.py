@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="listen port (default: %(default)s)")
     p.add_argument("--reset", action="store_true", help="discard the existing state first")
+    p.add_argument("--keep", action="store_true",
+                   help="with --demo or --products: serve an already seeded state as it is "
+                        "instead of failing (for restarts of a long-lived emulator)")
 
     seed = p.add_argument_group("seeding (only into an empty state; add --reset to replace one)")
     seed.add_argument("--demo", action="store_true", help="generate and load a demo shop")
@@ -149,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         state = State(state_path)
         seeded = state.is_seeded()
         state.close()
-        if seeded:
+        if seeded and not args.keep:
             return _fail(f"{state_path} already holds a catalogue or sales; add --reset to replace it")
+        if seeded:
+            print(f"{state_path} is already seeded: serving it as it is (--keep)", flush=True)
+            args.demo = args.products = None
     try:
         if args.demo:
             _seed_demo(args, state_path, clock)

@@ -29,11 +29,9 @@ def free_port() -> int:
 
 
 def start_emulator(port: int, *, live: bool = False, state: Path = EMULATOR_STATE) -> subprocess.Popen:
+    # The first start seeds a demo shop; later starts serve the same state (--keep).
     cmd = [sys.executable, "-m", "emulator", "--state", str(state), "--host", "127.0.0.1",
-           "--port", str(port)]
-    if not state.exists():
-        cmd += ["--demo", "--seed", "42"]
-        print(f"seeding the emulator with a demo shop ({state}) ...", flush=True)
+           "--port", str(port), "--demo", "--seed", "42", "--keep"]
     if live:
         cmd += ["--live"]
     proc = subprocess.Popen(cmd)

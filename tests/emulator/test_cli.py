@@ -54,6 +54,10 @@ def test_seed_from_csv_then_refuse_reseeding(tmp_path, capsys):
     assert "--reset" in capsys.readouterr().err
     assert cli.main(args + ["--reset"]) == 0
     assert State(state).counts()["sales"] == 5
+    # --keep: a restarted emulator serves what it has instead of failing or reseeding
+    assert cli.main(args + ["--keep"]) == 0
+    assert "serving it as it is" in capsys.readouterr().out
+    assert State(state).counts()["sales"] == 5
     assert cli.main(["--sales", "x.csv", "--no-serve"]) == 2
 
 
