@@ -170,27 +170,30 @@ class CoreClient:
         return {"Authorization": f"Bearer {self._token}"}, fresh
 
     # -- requests --------------------------------------------------------------
-    def _retrying(self, what: str) -> Retrying:
+    def _retrying(self, what: str, attempts: int | None = None) -> Retrying:
+        attempts = attempts or self.max_attempts
+
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
             reason = _describe(exc)
             self.stats.errors.append(reason)
             self.log.warning(
-                f"{what}: {reason}; retry {state.attempt_number}/{self.max_attempts - 1} "
+                f"{what}: {reason}; retry {state.attempt_number}/{attempts - 1} "
                 f"in {state.next_action.sleep:.2f}s"
             )
 
         return Retrying(
             retry=retry_if_exception(_is_retryable),
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_elapsed_s),
+            stop=stop_after_attempt(attempts) | stop_after_delay(self.max_elapsed_s),
             wait=wait_random_exponential(multiplier=self.backoff_s, max=self.backoff_max_s),
             before_sleep=before_sleep,
             reraise=True,
         )
 
-    def _call(self, what: str, send) -> Any:
+    def _call(self, what: str, send, *, attempts: int | None = None) -> Any:
         """Run ``send(headers)`` with auth recovery and retries; map failures to CoreApiError."""
+        attempts = attempts or self.max_attempts
 
         def attempt():
             relogged = False
@@ -215,15 +218,15 @@ class CoreClient:
                 return result
 
         try:
-            return self._retrying(what)(attempt)
+            return self._retrying(what, attempts)(attempt)
         except _RetryableStatus as exc:
             raise CoreApiError(
-                f"{what}: core kept answering HTTP {exc.status} after {self.max_attempts} attempts",
+                f"{what}: core kept answering HTTP {exc.status} after {attempts} attempt(s)",
                 status=exc.status,
             ) from None
         except httpx.TransportError as exc:
             raise CoreApiError(
-                f"{what}: core unreachable after {self.max_attempts} attempts ({_describe(exc)})"
+                f"{what}: core unreachable after {attempts} attempt(s) ({_describe(exc)})"
             ) from None
 
     def get_bytes(self, path: str, params: dict | None = None) -> bytes:
@@ -286,15 +289,7 @@ class CoreClient:
             self._note_date(resp)
             return resp.status_code, resp
 
-        if retry:
-            _, resp = self._call(what, send)
-        else:
-            saved = self.max_attempts
-            self.max_attempts = 1
-            try:
-                _, resp = self._call(what, send)
-            finally:
-                self.max_attempts = saved
+        _, resp = self._call(what, send, attempts=None if retry else 1)
         self._raise_for_error(what, resp)
         return resp
 
