@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.extract import extract_assets
+from assets.marts import mart_assets
 from pipelines.jobs import daily_job, daily_schedule
 from pipelines.partitions import SHOP
 from resources import CoreApiResource, FoldersResource, WarehouseResource
@@ -19,7 +20,7 @@ resources = {
 }
 
 defs = dg.Definitions(
-    assets=[*extract_assets],
+    assets=[*extract_assets, *mart_assets],
     jobs=[daily_job],
     schedules=[daily_schedule],
     resources=resources,

@@ -23,7 +23,6 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
 
-from salesflow.errors import SalesflowError
 from salesflow.warehouse import ensure_schema, transaction
 
 UNCATEGORIZED = "Uncategorized"
@@ -72,21 +71,10 @@ def _month_start(day: date) -> date:
     return day.replace(day=1)
 
 
-def _require_daily_sales(con: duckdb.DuckDBPyConnection) -> None:
-    found = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'marts' AND table_name = 'daily_sales'"
-    ).fetchall()[0][0]
-    if not found:
-        raise SalesflowError("marts.daily_sales does not exist yet: build the daily sales mart "
-                             "before the expense marts")
-
-
 def build_expense_marts(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
     """Rebuild ``marts.expenses_monthly`` and ``marts.profit_monthly`` for all months up to
     ``as_of``'s month, in one transaction. Returns counts and totals for run metadata."""
     ensure_expense_tables(con)
-    _require_daily_sales(con)
     last_month = _month_start(as_of)
     with transaction(con):
         con.execute("DELETE FROM marts.expenses_monthly WHERE month <= $1", [last_month])

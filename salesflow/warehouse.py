@@ -38,9 +38,14 @@ RAW_DDL = {
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every schema and contract table that does not exist yet."""
+    from salesflow.customers import CUSTOMER_DDL
+    from salesflow.expenses import EXPENSES_DDL
+    from salesflow.marts import MARTS_DDL
+
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    for ddl in RAW_DDL.values():
+    for ddl in (*RAW_DDL.values(), *MARTS_DDL.values(), *CUSTOMER_DDL.values(), *EXPENSES_DDL.values()):
         con.execute(ddl)
 
 

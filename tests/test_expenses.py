@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from salesflow.errors import SalesflowError
 from salesflow.expenses import NO_EXPENSES_NOTE, build_expense_marts, ensure_expense_tables
 from salesflow.warehouse import connect
 
@@ -154,7 +153,3 @@ def test_later_as_of_then_earlier_keeps_later_months(con):
     assert profit_monthly(con)[3][4] == Decimal("1145.54")
 
 
-def test_needs_daily_sales(tmp_path):
-    with connect(tmp_path / "bare.duckdb") as c:
-        with pytest.raises(SalesflowError, match="daily_sales"):
-            build_expense_marts(c, AS_OF)

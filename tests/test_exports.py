@@ -8,10 +8,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from salesflow.exports import ExportError, export_marts, export_table
-from salesflow.warehouse import connect
+from salesflow.warehouse import ensure_schema
 
 ROWS = [
     (date(2025, 1, 2), "A-1", "Café, \"special\"", Decimal("12.30"), 3, datetime(2025, 1, 2, 9, 5, 1)),
@@ -22,13 +23,19 @@ ROWS = [
 
 @pytest.fixture
 def con(tmp_path):
-    with connect(tmp_path / "w.duckdb") as c:
+    # a bare warehouse holding only the tables below (connect() would add the contract's)
+    c = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        for schema in ("raw", "marts", "ml", "ops"):
+            c.execute(f"CREATE SCHEMA {schema}")
         c.execute("""CREATE TABLE marts.demo (day DATE, sku VARCHAR, label VARCHAR,
                      amount DECIMAL(18,2), qty INTEGER, ts TIMESTAMP)""")
         c.executemany("INSERT INTO marts.demo VALUES (?, ?, ?, ?, ?, ?)", ROWS)
         c.execute("CREATE TABLE marts.other (k INTEGER)")
         c.execute("INSERT INTO marts.other VALUES (1), (2)")
         yield c
+    finally:
+        c.close()
 
 
 def table(con, name="marts.demo"):
@@ -94,6 +101,7 @@ def test_bad_table_names_are_refused(con, tmp_path, name):
 
 
 def test_raw_ml_ops_tables_can_be_exported(con, tmp_path):
+    ensure_schema(con)
     csv_path, _ = export_table(con, "raw.sales", tmp_path)
     assert csv_path.name == "raw.sales.csv"
     assert csv_path.read_text(encoding="utf-8").startswith("sale_id,sale_ts,sale_date,")
