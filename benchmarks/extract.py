@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -30,15 +29,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, median_run, peak_rss_mb, run_child
 WORK = ROOT / "benchmarks" / ".work"
 CLOCK = "2025-07-01"  # the emulator's today; the history ends the day before
 AS_OF = date(2025, 6, 30)
 SHOP = dict(seed=1, days=760, products=1000, orders_per_day=560)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def client(url: str):
@@ -160,19 +155,8 @@ def build_state() -> Path:
     return state
 
 
-def run_child(name: str, url: str, warehouse: Path, env: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--url", url, "--warehouse", str(warehouse)],
-        check=True, capture_output=True, text=True, env=env, cwd=ROOT,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def median_run(runs: list[dict]) -> dict:
-    ordered = sorted(runs, key=lambda r: r["seconds"])
-    result = dict(ordered[len(ordered) // 2])
-    result["all_seconds"] = [round(r["seconds"], 2) for r in runs]
-    return result
+def child(name: str, url: str, warehouse: Path, env: dict) -> dict:
+    return run_child(__file__, ["--child", name, "--url", url, "--warehouse", str(warehouse)], env)
 
 
 def main() -> int:
@@ -216,10 +200,10 @@ def main() -> int:
         for round_no in range(args.rounds):
             for name in ("floor_duckdb", "floor_msgspec", "full", "incremental"):
                 print(f"round {round_no + 1}/{args.rounds}: {name} ...", flush=True)
-                runs.setdefault(name, []).append(run_child(name, url, warehouse, env))
+                runs.setdefault(name, []).append(child(name, url, warehouse, env))
         results = {name: median_run(rs) for name, rs in runs.items()}
         print("dagster runs ...", flush=True)
-        results["dagster"] = run_child("dagster", url, warehouse, env)
+        results["dagster"] = child("dagster", url, warehouse, env)
     finally:
         emulator.terminate()
         emulator.wait()

@@ -21,22 +21,16 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, median_run, peak_rss_mb, run_child
 WORK = ROOT / "benchmarks" / ".work"
 END = date(2025, 6, 30)
 DAYS = 3 * 365
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_source(path: Path, lines: int) -> None:
@@ -166,18 +160,9 @@ def step_incremental(path: Path) -> dict:
 STEPS = {"marts_full": step_marts_full, "pandas": step_pandas, "incremental": step_incremental}
 
 
-def run_child(step: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", step, "--db", str(path)],
-                         check=True, capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def median(runs: list[dict]) -> dict:
-    ordered = sorted(runs, key=lambda r: r["seconds"])
-    result = dict(ordered[len(ordered) // 2])
-    result["all_seconds"] = [round(r["seconds"], 2) for r in runs]
-    return result
+def child(step: str, path: Path) -> dict:
+    return run_child(__file__, ["--child", step, "--db", str(path)],
+                     {**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def main() -> int:
@@ -208,8 +193,8 @@ def main() -> int:
             print(f"round {round_no + 1}/{args.rounds}: {step} ...", flush=True)
             if step == "marts_full":
                 shutil.copy(source, scratch)  # a warehouse with raw.* only
-            runs.setdefault(step, []).append(run_child(step, scratch))
-    res = {k: median(v) for k, v in runs.items()}
+            runs.setdefault(step, []).append(child(step, scratch))
+    res = {k: median_run(v) for k, v in runs.items()}
     full, pandas_, inc = res["marts_full"], res["pandas"], res["incremental"]
     report = "\n".join([
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",

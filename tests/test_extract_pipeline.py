@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from emulator.clock import FixedClock
 from emulator.testing import running_emulator

@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmark scripts: child processes, peak memory, medians."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(script: str, args: list[str], env: dict) -> dict:
+    """Run ``script --child ...`` in a fresh interpreter; its last stdout line is a JSON result."""
+    out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True,
+                         text=True, env=env, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median round by seconds, with every round's seconds under ``all_seconds``."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    result = dict(ordered[len(ordered) // 2])
+    result["all_seconds"] = [round(r["seconds"], 2) for r in runs]
+    return result
