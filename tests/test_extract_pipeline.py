@@ -30,9 +30,16 @@ TABLES = {
 
 
 def dump(path: Path) -> dict[str, list]:
+    """Every raw table's rows; a table not created yet counts as empty."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return {t: con.execute(sql).fetchall() for t, sql in TABLES.items()}
+        out = {}
+        for table, sql in TABLES.items():
+            try:
+                out[table] = con.execute(sql).fetchall()
+            except duckdb.CatalogException:
+                out[table] = []
+        return out
     finally:
         con.close()
 
@@ -193,7 +200,7 @@ def test_run_killed_midway_then_rerun_ends_correct(tmp_path, core_state):
                 killed_midway += 1
             run(emu, warehouse)
             assert dump(warehouse) == want
-        assert killed_midway >= 2, "the kills should land before the run completes"
+        assert killed_midway >= 2, f"only {killed_midway} kills landed before the run completed"
 
 
 def test_malformed_sale_from_core_fails_clearly_and_lands_nothing(tmp_path, core_state):
