@@ -227,22 +227,18 @@ class Core:
             (stock, now, sku),
         )
 
+    def _product_values(self, p: ProductInput) -> tuple:
+        """Column values of a product write, in the order both INSERT and UPDATE use."""
+        return (p.name, p.sku, p.price_cents, p.stock_quantity, p.description, p.image_url,
+                p.low_stock_threshold, self.clock.epoch_ms())
+
     def create_product(self, p: ProductInput) -> dict:
         with self.state.write() as conn:
             self._check_unique_product(conn, p, None)
             cur = conn.execute(
                 "INSERT INTO products(name, sku, price_cents, stock_quantity, description, image_url, "
                 "low_stock_threshold, last_updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    p.name,
-                    p.sku,
-                    p.price_cents,
-                    p.stock_quantity,
-                    p.description,
-                    p.image_url,
-                    p.low_stock_threshold,
-                    self.clock.epoch_ms(),
-                ),
+                self._product_values(p),
             )
             pid = cur.lastrowid
             self._sync_product_to_inventory(conn, pid)
@@ -257,17 +253,7 @@ class Core:
                 "UPDATE products SET name = ?, sku = ?, price_cents = ?, stock_quantity = ?, "
                 "description = ?, image_url = ?, low_stock_threshold = ?, last_updated_ms = ? "
                 "WHERE id = ?",
-                (
-                    p.name,
-                    p.sku,
-                    p.price_cents,
-                    p.stock_quantity,
-                    p.description,
-                    p.image_url,
-                    p.low_stock_threshold,
-                    self.clock.epoch_ms(),
-                    pid,
-                ),
+                (*self._product_values(p), pid),
             )
             self._sync_product_to_inventory(conn, pid)
             return product_json(self._product_row(conn, "id", pid))

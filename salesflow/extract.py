@@ -244,20 +244,19 @@ def write_sales_range(
 
 def reconcile_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> list[dict]:
     """Per-day differences between the source listing (staged) and raw.* for [start, end]."""
-    rows = con.execute(
-        """
-        WITH src AS (
-            SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders, sum(s.total_amount) AS revenue,
-                   (SELECT sum(quantity) FROM _staged_items i2 JOIN _staged_sales s2 USING (sale_id)
-                    WHERE s2.sale_date = s.sale_date) AS units
-            FROM _staged_sales s WHERE s.sale_date BETWEEN $1 AND $2 GROUP BY 1),
-        wh AS (
-            SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders, sum(s.total_amount) AS revenue,
-                   sum(i.units) AS units
-            FROM raw.sales s
-            LEFT JOIN (SELECT sale_id, sum(quantity) AS units FROM raw.sale_items GROUP BY 1) i
+    def per_day(sales: str, items: str) -> str:
+        return f"""
+            SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders,
+                   sum(s.total_amount) AS revenue, sum(i.units) AS units
+            FROM {sales} s
+            LEFT JOIN (SELECT sale_id, sum(quantity) AS units FROM {items} GROUP BY 1) i
               USING (sale_id)
-            WHERE s.sale_date BETWEEN $1 AND $2 GROUP BY 1)
+            WHERE s.sale_date BETWEEN $1 AND $2 GROUP BY 1"""
+
+    rows = con.execute(
+        f"""
+        WITH src AS ({per_day("_staged_sales", "_staged_items")}),
+             wh AS ({per_day("raw.sales", "raw.sale_items")})
         SELECT coalesce(src.sale_date, wh.sale_date) AS day, src.orders, wh.orders,
                src.revenue, wh.revenue, src.units, wh.units
         FROM src FULL OUTER JOIN wh ON src.sale_date = wh.sale_date
