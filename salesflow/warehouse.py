@@ -36,6 +36,41 @@ RAW_DDL = {
             low_stock_threshold INTEGER)""",
 }
 
+ML_DDL = {
+    "ml.sales_forecast": """
+        CREATE TABLE IF NOT EXISTS ml.sales_forecast (
+            as_of DATE, series_id VARCHAR, ds DATE, yhat DOUBLE, yhat_lo_80 DOUBLE,
+            yhat_hi_80 DOUBLE, yhat_lo_95 DOUBLE, yhat_hi_95 DOUBLE, model VARCHAR)""",
+    "ml.forecast_backtest": """
+        CREATE TABLE IF NOT EXISTS ml.forecast_backtest (
+            as_of DATE, series_id VARCHAR, model VARCHAR, mase DOUBLE, smape DOUBLE,
+            coverage_80 DOUBLE, coverage_95 DOUBLE, chosen BOOLEAN, reason VARCHAR)""",
+    "ml.sales_anomalies": """
+        CREATE TABLE IF NOT EXISTS ml.sales_anomalies (
+            as_of DATE, series_id VARCHAR, ds DATE, observed DOUBLE, expected DOUBLE,
+            lower DOUBLE, upper DOUBLE, score DOUBLE, direction VARCHAR, severity VARCHAR,
+            kind VARCHAR, note VARCHAR)""",
+}
+
+OPS_DDL = {
+    "ops.imports": """
+        CREATE TABLE IF NOT EXISTS ops.imports (
+            file_sha256 VARCHAR, filename VARCHAR, kind VARCHAR, received_at TIMESTAMP,
+            status VARCHAR, rows_total INTEGER, rows_valid INTEGER, rows_rejected INTEGER,
+            committed_at TIMESTAMP, message VARCHAR)""",
+    "ops.import_batches": """
+        CREATE TABLE IF NOT EXISTS ops.import_batches (
+            file_sha256 VARCHAR, batch_no INTEGER, first_row INTEGER, last_row INTEGER,
+            committed_at TIMESTAMP, detail VARCHAR)""",
+    "ops.alerts_sent": """
+        CREATE TABLE IF NOT EXISTS ops.alerts_sent (
+            alert_key VARCHAR, sent_at TIMESTAMP, recipients VARCHAR, subject VARCHAR)""",
+    "ops.alerts_pending": """
+        CREATE TABLE IF NOT EXISTS ops.alerts_pending (
+            alert_key VARCHAR, kind VARCHAR, created_at TIMESTAMP, recipients VARCHAR,
+            subject VARCHAR, payload VARCHAR)""",
+}
+
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every schema and contract table that does not exist yet."""
@@ -45,7 +80,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    for ddl in (*RAW_DDL.values(), *MARTS_DDL.values(), *CUSTOMER_DDL.values(), *EXPENSES_DDL.values()):
+    for ddl in (
+        *RAW_DDL.values(), *MARTS_DDL.values(), *CUSTOMER_DDL.values(), *EXPENSES_DDL.values(),
+        *ML_DDL.values(), *OPS_DDL.values(),
+    ):
         con.execute(ddl)
 
 
