@@ -114,10 +114,14 @@ def as_of_marts(context: dg.AssetExecutionContext, config: StockConfig, warehous
     start, end = partition_dates(context)
     totals: dict[str, int] = {}
     with warehouse.get_connection() as con:
+        snapshot_days = {d for (d,) in con.execute(
+            "SELECT DISTINCT snapshot_date FROM raw.stock_snapshots WHERE snapshot_date BETWEEN ? AND ?",
+            [start, end]).fetchall()}
         for day in _days(start, end):
             for table, rows in marts.build_as_of(
                 con, day, top_n=config.top_n, lead_time_days=config.lead_time_days,
                 safety_days=config.safety_days, overstock_days=config.overstock_days,
+                stock=day in snapshot_days,
             ).items():
                 if isinstance(rows, int):
                     totals[table] = totals.get(table, 0) + rows
@@ -127,31 +131,34 @@ def as_of_marts(context: dg.AssetExecutionContext, config: StockConfig, warehous
         missing_days = con.execute(
             "SELECT count(*) FROM range(?::TIMESTAMP, ?::TIMESTAMP + INTERVAL 1 DAY, INTERVAL 1 DAY) d(day) "
             "WHERE d.day::DATE NOT IN (SELECT as_of FROM marts.kpis)", [start, end]).fetchone()[0]
+        stock_day = max(snapshot_days, default=None)
         dup_products = con.execute(
             """SELECT sku, count(*) FROM marts.stock_status WHERE as_of = ? GROUP BY 1
-               HAVING count(*) > 1 LIMIT 10""", [end]).fetchall()
-        missing_products = con.execute(
+               HAVING count(*) > 1 LIMIT 10""", [stock_day]).fetchall()
+        missing_products = 0 if stock_day is None else con.execute(
             """SELECT count(*) FROM raw.products WHERE sku NOT IN
-               (SELECT sku FROM marts.stock_status WHERE as_of = ?)""", [end]).fetchone()[0]
+               (SELECT sku FROM marts.stock_status WHERE as_of = ?)""", [stock_day]).fetchone()[0]
         kpi_md = _md(con, "SELECT \"window\", revenue, orders, avg_order_value, gross_margin_pct, "
                           "revenue_growth_pct, repeat_customer_rate, peak_day FROM marts.kpis "
                           "WHERE as_of = ? ORDER BY window_start DESC", [end])
         alerts_md = _md(con, "SELECT sku, product_name, stock_quantity, days_of_cover, status, severity, "
                              "reorder_qty FROM marts.stock_status WHERE as_of = ? AND status <> 'OK' "
                              "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 "
-                             "WHEN 'medium' THEN 2 ELSE 3 END, sku", [end])
+                             "WHEN 'medium' THEN 2 ELSE 3 END, sku", [stock_day])
         statuses = dict(con.execute("SELECT status, count(*) FROM marts.stock_status WHERE as_of = ? "
-                                    "GROUP BY 1", [end]).fetchall())
+                                    "GROUP BY 1", [stock_day]).fetchall())
     meta = {"range": f"{start}..{end}", "as_of": str(end)}
     yield dg.MaterializeResult(asset_key=KPIS, metadata={**meta, "dagster/row_count": totals.get("kpis", 0),
                                                          "kpis": kpi_md})
     yield dg.MaterializeResult(asset_key=TOP_PRODUCTS, metadata={
         **meta, "dagster/row_count": totals.get("top_products", 0)})
+    stock_meta = {"stock_as_of": str(stock_day) if stock_day else "no stock snapshot in the range: "
+                  "the core keeps only today's stock, so past days have no stock figures"}
     yield dg.MaterializeResult(asset_key=STOCK_STATUS, metadata={
-        **meta, "dagster/row_count": totals.get("stock_status", 0), "alerts": alerts_md,
+        **meta, **stock_meta, "dagster/row_count": totals.get("stock_status", 0), "alerts": alerts_md,
         "statuses": dg.MetadataValue.json(statuses)})
     yield dg.MaterializeResult(asset_key=STOCK_TURNOVER, metadata={
-        **meta, "dagster/row_count": totals.get("stock_turnover", 0)})
+        **meta, **stock_meta, "dagster/row_count": totals.get("stock_turnover", 0)})
     yield dg.AssetCheckResult(check_name="five_windows_per_day", asset_key=KPIS,
                               passed=not bad_windows and not missing_days,
                               metadata={"bad_days": dg.MetadataValue.json([str(d) for d, _ in bad_windows]),

@@ -109,3 +109,72 @@ def pandas_kpis(sales: pd.DataFrame, items: pd.DataFrame, inventory: pd.DataFram
             "cost_coverage_pct": _ratio(revenue_with_cost, revenue, 100), "customers": customers, "note": note,
         })
     return pd.DataFrame(rows)
+
+
+def pandas_marts(sales: pd.DataFrame, items: pd.DataFrame, inventory: pd.DataFrame,
+                 products: pd.DataFrame, snapshots: pd.DataFrame, as_of: date, *, top_n: int = 10,
+                 lead: int = 7, safety: int = 7, overstock: int = 120) -> dict[str, pd.DataFrame]:
+    """Everything a full marts rebuild produces for one as-of day, the pandas way: the KPIs,
+    per-product daily sales (distinct orders per sku and day), top products per window and the
+    stock status."""
+    kpis = pandas_kpis(sales, items, inventory, as_of)
+    day = pd.Timestamp(as_of)
+    dated = sales[["sale_id", "sale_date"]].assign(sale_date=pd.to_datetime(sales["sale_date"]))
+    dated = dated[dated["sale_date"] <= day]
+    lines = items[["sale_id", "sku", "quantity", "subtotal"]].merge(dated, on="sale_id")
+    lines["subtotal"] = lines["subtotal"].astype("float64")
+    product_daily = lines.groupby(["sale_date", "sku"], as_index=False).agg(
+        orders=("sale_id", "nunique"), units=("quantity", "sum"), revenue=("subtotal", "sum"))
+
+    names = products.drop_duplicates("sku", keep="last").set_index("sku")["name"]
+    top = []
+    for _, row in kpis.iterrows():
+        start = pd.Timestamp(row["window_start"])
+        sold = product_daily[(product_daily["sale_date"] >= start) & (product_daily["sale_date"] <= day)]
+        per_sku = sold.groupby("sku", as_index=False)[["revenue", "units"]].sum()
+        total = per_sku["revenue"].sum()
+        best = per_sku.sort_values(["revenue", "sku"], ascending=[False, True]).head(top_n).copy()
+        best["window"] = row["window"]
+        best["rank"] = range(1, len(best) + 1)
+        best["product_name"] = best["sku"].map(names)
+        best["revenue_share"] = (best["revenue"] * 100 / total).round(2) if total else None
+        if len(best):
+            top.append(best)
+    top_products = pd.concat(top, ignore_index=True) if top else pd.DataFrame(columns=["window", "sku"])
+
+    catalogue = products.drop_duplicates("sku", keep="last").set_index("sku")
+    snap = snapshots[pd.to_datetime(snapshots["snapshot_date"]) == day].drop_duplicates("sku").set_index("sku")
+    stock = catalogue["stock_quantity"].where(~catalogue.index.isin(snap.index), snap["stock_quantity"])
+    threshold = catalogue["low_stock_threshold"].where(~catalogue.index.isin(snap.index),
+                                                       snap["low_stock_threshold"])
+    recent = product_daily[(product_daily["sale_date"] > day - pd.Timedelta(days=28))
+                           & (product_daily["sale_date"] <= day)]
+    u28 = recent.groupby("sku")["units"].sum().reindex(catalogue.index, fill_value=0)
+    last_sale = product_daily[product_daily["sale_date"] <= day].groupby("sku")["sale_date"].max()
+    last_sale = last_sale.reindex(catalogue.index)
+    avg = u28 / 28
+    cover = (stock / avg).where(avg > 0)
+    dead = last_sale.isna() | (last_sale <= day - pd.Timedelta(days=90))
+    status = pd.Series("OK", index=catalogue.index)
+    status[(avg > 0) & (cover > overstock)] = "OVERSTOCK"
+    status[dead] = "DEAD"
+    status[stock < threshold] = "LOW"
+    status[stock <= 0] = "OUT_OF_STOCK"
+    short = (avg > 0) & (cover < lead)
+    ratio = stock / threshold
+    severity = pd.Series("none", index=catalogue.index)
+    severity[short] = "medium"
+    low = status == "LOW"
+    severity[low] = "low"
+    severity[low & (ratio <= 0.5)] = "medium"
+    severity[low & ((ratio <= 0.25) | short)] = "high"
+    severity[status == "OUT_OF_STOCK"] = "critical"
+    need = (status.isin(["OUT_OF_STOCK", "LOW"]) | short)
+    reorder = ((avg * (lead + safety)).apply(lambda x: -(-x // 1)) + threshold - stock).clip(lower=0)
+    stock_status = pd.DataFrame({
+        "sku": catalogue.index, "product_name": catalogue["name"], "stock_quantity": stock,
+        "low_stock_threshold": threshold, "avg_daily_units_28d": avg.round(3), "days_of_cover": cover.round(1),
+        "status": status, "severity": severity, "reorder_qty": reorder.where(need, 0).astype(int),
+    }).reset_index(drop=True)
+    return {"kpis": kpis, "product_daily_sales": product_daily, "top_products": top_products,
+            "stock_status": stock_status}

@@ -110,7 +110,7 @@ def stage_sales(con: duckdb.DuckDBPyConnection, json_path: Path) -> StagedSales:
                   CAST(try_cast(saleDate AS TIMESTAMP) AS DATE) AS sale_date,
                   totalAmount AS total_raw,
                   CAST(round(totalAmount, 2) AS DECIMAL(18,2)) AS total_amount,
-                  customerId AS customer_id, saleDate AS sale_date_text,
+                  NULLIF(trim(customerId), '') AS customer_id, saleDate AS sale_date_text,
                   len(items) AS n_items
            FROM _src"""
     )

@@ -1,7 +1,6 @@
 """Sales and stock marts: daily sales, KPIs per window, top products, stock status and turnover.
 
-Daily marts (``build_daily``) are rebuilt for a date range from ``raw.sales`` + ``raw.sale_items``
-in one pass; as-of marts (``build_as_of``) are rebuilt for one day from the daily marts (and
+Daily marts (``build_daily``) are rebuilt for a date range from ``raw.sales`` + ``raw.sale_items``; as-of marts (``build_as_of``) are rebuilt for one day from the daily marts (and
 ``raw.sales`` for customer figures, ``raw.products``/``raw.stock_snapshots`` for stock).
 
 Rules shared by every mart:
@@ -173,64 +172,105 @@ _KNOWN_COST = """
         WHERE cost IS NOT NULL AND (cost > 0 OR coalesce(category, 'Uncategorized') <> 'Uncategorized'))"""
 
 
+# Orders per sku and day count distinct sales. A sale lists a sku on several lines only
+# rarely, so the lines are counted and the repeats subtracted: within one sale two lines share
+# a sku exactly when they share a product id (skus and ids are both unique in the core), so
+# per-sale min/max/sum of the product ids prove most sales free of repeats (one, two or three
+# lines). The remaining suspects (more lines, or lines without a product id) are grouped by
+# sku exactly. Per-sale grouping on the dense sale ids runs as a perfect hash aggregate.
+_REPEATS_SQL = """
+    CREATE OR REPLACE TEMP TABLE _marts_repeats AS
+    WITH per_sale AS (
+        SELECT sale_id, count(*) AS k, count(product_id) AS kp, min(product_id) AS a,
+               max(product_id) AS c, sum(product_id) - min(product_id) - max(product_id) AS b
+        FROM {items}
+        GROUP BY sale_id HAVING count(*) > 1),
+    suspects AS (
+        SELECT sale_id FROM per_sale
+        WHERE kp < k OR k > 3 OR a = c OR (k = 3 AND (b = a OR b = c)))
+    SELECT s.sale_date, i.sku, sum(extra) AS extra
+    FROM (SELECT sale_id, sku, count(*) - 1 AS extra
+          FROM raw.sale_items WHERE sale_id IN (SELECT sale_id FROM suspects)
+          GROUP BY sale_id, sku HAVING count(*) > 1) i
+    JOIN raw.sales s ON s.sale_id = i.sale_id
+    WHERE s.sale_date BETWEEN $start AND $end
+    GROUP BY s.sale_date, i.sku"""
+
+# Enough for dense ids of up to 16M sales; sparser ids fall back to an ordinary hash table.
+_PERFECT_HASH_BITS = 24
+
+
 def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
     """Replace the rows of [start, end] in ``marts.daily_sales`` (every day, zero days included)
     and ``marts.product_daily_sales`` (sku-days with sales), in one transaction.
 
-    One pass over the range's sale lines feeds both tables (grouping sets by day and by
-    day + sku). Returns the number of rows written per table.
+    One pass over the range's sale lines gives the sku-days; the days are summed from them
+    (cost per sku from the inventory) and their orders counted from ``raw.sales``. Returns
+    the number of rows written per table.
     """
     if start > end:
         raise ValueError(f"start {start} is after end {end}")
     ensure_marts(con)
     rng = {"start": start, "end": end}
-    with transaction(con):
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _marts_daily AS
-            WITH {_KNOWN_COST},
-            lines AS (
-                SELECT s.sale_date, i.sale_id, i.sku, i.quantity, i.subtotal, k.cost AS unit_cost
-                FROM raw.sales s
-                JOIN raw.sale_items i ON i.sale_id = s.sale_id
-                LEFT JOIN known_cost k ON k.sku = i.sku
-                WHERE s.sale_date BETWEEN $start AND $end)
-            SELECT sale_date, sku, grouping(sku) AS by_day,
-                   count(DISTINCT sale_id) AS orders, sum(quantity) AS units,
-                   sum(subtotal) AS revenue,
-                   coalesce(sum(quantity * unit_cost), 0) AS cost,
-                   coalesce(sum(subtotal) FILTER (WHERE unit_cost IS NOT NULL), 0) AS revenue_with_cost
-            FROM lines
-            GROUP BY GROUPING SETS ((sale_date), (sale_date, sku))""",
-            rng,
-        )
-        con.execute("DELETE FROM marts.daily_sales WHERE sale_date BETWEEN $start AND $end", rng)
-        con.execute("DELETE FROM marts.product_daily_sales WHERE sale_date BETWEEN $start AND $end", rng)
-        n_days = con.execute(
-            """
-            INSERT INTO marts.daily_sales
-            SELECT c.sale_date,
-                   CAST(coalesce(d.orders, 0) AS INTEGER), CAST(coalesce(d.units, 0) AS INTEGER),
-                   CAST(coalesce(d.revenue, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(d.cost, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(d.revenue_with_cost - d.cost, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(18,2))
-            FROM (SELECT CAST(t AS DATE) AS sale_date
-                  FROM range(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) + INTERVAL 1 DAY,
-                             INTERVAL 1 DAY) r(t)) c
-            LEFT JOIN (SELECT * FROM _marts_daily WHERE by_day = 1) d ON d.sale_date = c.sale_date
-            ORDER BY c.sale_date""",
-            rng,
-        ).fetchone()[0]
-        n_products = con.execute(
-            """
-            INSERT INTO marts.product_daily_sales
-            SELECT sale_date, sku, CAST(orders AS INTEGER), CAST(units AS INTEGER),
-                   CAST(revenue AS DECIMAL(18,2))
-            FROM _marts_daily WHERE by_day = 0
-            ORDER BY sale_date, sku"""
-        ).fetchone()[0]
-        con.execute("DROP TABLE _marts_daily")
+    first, last = con.execute("SELECT min(sale_date), max(sale_date) FROM raw.sales").fetchone()
+    whole = first is None or (start <= first and end >= last)
+    # A join (not IN) so that the range's sale ids prune the scan of raw.sale_items.
+    items = "raw.sale_items" if whole else (
+        "(SELECT i.* FROM raw.sale_items i JOIN raw.sales s ON s.sale_id = i.sale_id "
+        "WHERE s.sale_date BETWEEN $start AND $end)")
+    previous_bits = con.execute("SELECT current_setting('perfect_ht_threshold')").fetchone()[0]
+    if whole:  # its table spans every sale id: worth it only when most ids are in the range
+        con.execute(f"SET perfect_ht_threshold = {_PERFECT_HASH_BITS}")
+    try:
+        with transaction(con):
+            con.execute(_REPEATS_SQL.format(items=items), rng)
+            con.execute("DELETE FROM marts.daily_sales WHERE sale_date BETWEEN $start AND $end", rng)
+            con.execute("DELETE FROM marts.product_daily_sales WHERE sale_date BETWEEN $start AND $end", rng)
+            n_products = con.execute(
+                """
+                INSERT INTO marts.product_daily_sales
+                SELECT l.sale_date, l.sku, CAST(l.n - coalesce(r.extra, 0) AS INTEGER),
+                       CAST(l.units AS INTEGER), CAST(l.revenue AS DECIMAL(18,2))
+                FROM (SELECT s.sale_date, i.sku, count(*) AS n, sum(i.quantity) AS units,
+                             sum(i.subtotal) AS revenue
+                      FROM raw.sales s JOIN raw.sale_items i ON i.sale_id = s.sale_id
+                      WHERE s.sale_date BETWEEN $start AND $end
+                      GROUP BY s.sale_date, i.sku) l
+                LEFT JOIN _marts_repeats r ON r.sale_date = l.sale_date AND r.sku = l.sku
+                ORDER BY l.sale_date, l.sku""",
+                rng,
+            ).fetchone()[0]
+            n_days = con.execute(
+                f"""
+                INSERT INTO marts.daily_sales
+                WITH {_KNOWN_COST},
+                by_day AS (
+                    SELECT p.sale_date, sum(p.units) AS units, sum(p.revenue) AS revenue,
+                           coalesce(sum(p.units * k.cost), 0) AS cost,
+                           coalesce(sum(p.revenue) FILTER (WHERE k.cost IS NOT NULL), 0) AS revenue_with_cost
+                    FROM marts.product_daily_sales p LEFT JOIN known_cost k ON k.sku = p.sku
+                    WHERE p.sale_date BETWEEN $start AND $end
+                    GROUP BY p.sale_date),
+                orders AS (
+                    SELECT sale_date, count(*) AS orders FROM raw.sales
+                    WHERE sale_date BETWEEN $start AND $end GROUP BY sale_date)
+                SELECT c.sale_date,
+                       CAST(coalesce(o.orders, 0) AS INTEGER), CAST(coalesce(d.units, 0) AS INTEGER),
+                       CAST(coalesce(d.revenue, 0) AS DECIMAL(18,2)),
+                       CAST(coalesce(d.cost, 0) AS DECIMAL(18,2)),
+                       CAST(coalesce(d.revenue_with_cost - d.cost, 0) AS DECIMAL(18,2)),
+                       CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(18,2))
+                FROM (SELECT CAST(t AS DATE) AS sale_date
+                      FROM range(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) + INTERVAL 1 DAY,
+                                 INTERVAL 1 DAY) r(t)) c
+                LEFT JOIN by_day d ON d.sale_date = c.sale_date
+                LEFT JOIN orders o ON o.sale_date = c.sale_date
+                ORDER BY c.sale_date""",
+                rng,
+            ).fetchone()[0]
+            con.execute("DROP TABLE _marts_repeats")
+    finally:
+        con.execute(f"SET perfect_ht_threshold = {int(previous_bits)}")
     return {"daily_sales": n_days, "product_daily_sales": n_products}
 
 
@@ -265,16 +305,19 @@ _KPIS_SQL = f"""
         FROM w JOIN marts.daily_sales d ON d.sale_date BETWEEN w.w_start AND w.w_end
         WHERE d.orders > 0
         QUALIFY row_number() OVER (PARTITION BY w.window_name ORDER BY d.revenue DESC, d.sale_date) = 1),
-    sales AS (
-        SELECT sale_date, NULLIF(trim(customer_id), '') AS customer_id
-        FROM raw.sales WHERE sale_date BETWEEN $first_start AND $as_of),
+    per_raw_id AS (
+        SELECT customer_id, {_by_window("count(*)")} AS n_orders
+        FROM raw.sales
+        WHERE sale_date BETWEEN $first_start AND $as_of AND customer_id IS NOT NULL
+        GROUP BY customer_id),
+    per_customer AS MATERIALIZED (
+        SELECT [{", ".join(f"sum(n_orders[{i + 1}])" for i in range(len(WINDOWS)))}] AS n_orders
+        FROM per_raw_id WHERE trim(customer_id) <> ''
+        GROUP BY trim(customer_id)),
     ids AS (
-        SELECT {_by_window("count(*)")} AS n_sales,
-               {_by_window("count(customer_id)")} AS n_identified
-        FROM sales),
-    per_customer AS (
-        SELECT {_by_window("count(*)")} AS n_orders
-        FROM sales WHERE customer_id IS NOT NULL GROUP BY customer_id),
+        SELECT [{", ".join(f"coalesce(sum(n_orders[{i + 1}]), 0)" for i in range(len(WINDOWS)))}]
+                   AS n_identified
+        FROM per_customer),
     cust AS (
         SELECT w.window_name, count(*) FILTER (WHERE p.n_orders[w.ord + 1] >= 1) AS customers,
                count(*) FILTER (WHERE p.n_orders[w.ord + 1] >= 2) AS repeaters
@@ -283,7 +326,7 @@ _KPIS_SQL = f"""
         SELECT w.ord, w.window_name, w.w_start, w.w_end, c.revenue, c.orders, c.units,
                c.gross_profit, c.revenue_with_cost, p.revenue AS prev_revenue,
                pk.peak_day, pk.peak_revenue,
-               i.n_sales[w.ord + 1] AS n_sales, i.n_identified[w.ord + 1] AS n_identified,
+               c.orders AS n_sales, i.n_identified[w.ord + 1] AS n_identified,
                coalesce(cu.customers, 0) AS customers, coalesce(cu.repeaters, 0) AS repeaters,
                {_div(f"({_cents('c.revenue')} - {_cents('p.revenue')}) * 100", _cents('p.revenue'), 2)}
                    AS growth,
@@ -442,10 +485,14 @@ def build_as_of(
     safety_days: int = 7,
     overstock_days: int = 120,
     turnover_days: int = TURNOVER_DAYS,
+    stock: bool = True,
 ) -> dict:
     """Replace the ``as_of`` rows of kpis, top_products, stock_status and stock_turnover, in one
     transaction. KPIs read ``marts.daily_sales`` (customer figures read ``raw.sales``); top
     products, cover and turnover read ``marts.product_daily_sales``: build those first.
+
+    With ``stock=False`` the stock marts are left as they are: the core keeps only today's
+    stock, so a past day without a snapshot has no stock figures to report.
 
     Returns the rows written per table, and ``daily_days_missing``: days of the ``all`` window
     absent from ``marts.daily_sales`` (0 when the daily marts cover it).
@@ -462,7 +509,8 @@ def build_as_of(
         ).fetchone()[0]
         windows = kpi_windows(as_of, first_sale)
         _load_windows(con, windows)
-        for table in ("kpis", "top_products", "stock_status", "stock_turnover"):
+        tables = ("kpis", "top_products") + (("stock_status", "stock_turnover") if stock else ())
+        for table in tables:
             con.execute(f"DELETE FROM marts.{table} WHERE as_of = $as_of", {"as_of": as_of})
         span = {"as_of": as_of, "first_start": min(w.start for w in windows),
                 **{f"start_{i}": w.start for i, w in enumerate(windows)}}
@@ -472,7 +520,7 @@ def build_as_of(
         }
         if con.execute(_UNNAMED_TOP_PRODUCTS_SQL, {"as_of": as_of}).fetchone()[0]:
             con.execute(_NAME_TOP_PRODUCTS_SQL, {"as_of": as_of})
-        counts |= {
+        counts |= {} if not stock else {
             "stock_status": con.execute(_STOCK_STATUS_SQL, {
                 "as_of": as_of, "from_28d": as_of - (AVG_UNITS_DAYS - 1) * day,
                 "from_dead": as_of - (DEAD_AFTER_DAYS - 1) * day, "lead": lead_time_days,

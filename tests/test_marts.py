@@ -21,7 +21,7 @@ from salesflow import marts
 from salesflow.warehouse import ensure_schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from pandas_baseline import pandas_kpis  # noqa: E402
+from pandas_baseline import pandas_kpis, pandas_marts  # noqa: E402
 
 D = Decimal
 ZERO = D("0.00")
@@ -34,10 +34,11 @@ def connect(tmp_path: Path, name: str = "w.duckdb") -> duckdb.DuckDBPyConnection
     return con
 
 
-def load_shop(con, products=(), inventory=(), sales=(), snapshots=()) -> None:
+def load_shop(con, products=(), inventory=(), sales=(), snapshots=(), product_ids=None) -> None:
     """products: (sku, name, price, stock, threshold); inventory: (sku, category, cost);
     sales: (sale_id, day, customer_id, [(sku, item name, quantity, unit price)]);
-    snapshots: (day, sku, stock, threshold)."""
+    snapshots: (day, sku, stock, threshold); product_ids: sku -> the lines' product id (else NULL)."""
+    product_ids = product_ids or {}
     def insert(table: str, values: list[list]) -> None:
         if values:
             row = "(" + ", ".join("?" * len(values[0])) + ")"
@@ -54,7 +55,7 @@ def load_shop(con, products=(), inventory=(), sales=(), snapshots=()) -> None:
         total = sum((D(price) * qty for _, _, qty, price in lines), ZERO)
         ts = datetime.combine(day, time(9)) + timedelta(minutes=sale_id)
         sale_rows.append([sale_id, ts, day, total, customer, loaded])
-        item_rows += [[sale_id, line_no, None, sku, name, qty, D(price), D(price) * qty]
+        item_rows += [[sale_id, line_no, product_ids.get(sku), sku, name, qty, D(price), D(price) * qty]
                       for line_no, (sku, name, qty, price) in enumerate(lines, start=1)]
     insert("raw.sales", sale_rows)
     insert("raw.sale_items", item_rows)
@@ -535,11 +536,14 @@ def shops(draw):
         day = as_of - timedelta(days=draw(st.one_of(st.integers(-3, 75), st.integers(330, SHOP_DAYS_BACK))))
         customer = draw(st.sampled_from([None, "", "c1", "c2", "c3"]))
         lines = [(sku, f"name {sku}", draw(st.integers(1, 5)), draw(prices))
-                 for sku in draw(st.lists(st.sampled_from(skus), min_size=1, max_size=3))]
+                 for sku in draw(st.lists(st.sampled_from(skus), min_size=1, max_size=5))]
         sales.append((sale_id, day, customer, lines))
     products = [(sku, f"Product {sku}", "1.00", draw(st.integers(0, 30)), draw(st.integers(1, 10)))
                 for sku in skus]
-    return {"skus": skus, "inventory": inventory, "sales": sales, "products": products, "as_of": as_of}
+    # lines carry their product id (as from the core) or none (as from some imports)
+    product_ids = {sku: i for i, sku in enumerate(skus, start=1) if draw(st.booleans())}
+    return {"skus": skus, "inventory": inventory, "sales": sales, "products": products, "as_of": as_of,
+            "product_ids": product_ids}
 
 
 _example_numbers = itertools.count()
@@ -553,7 +557,7 @@ class _Shops:
 
     def build(self, shop) -> duckdb.DuckDBPyConnection:
         con = connect(self.tmp_path, f"shop{next(_example_numbers)}.duckdb")
-        load_shop(con, shop["products"], shop["inventory"], shop["sales"])
+        load_shop(con, shop["products"], shop["inventory"], shop["sales"], product_ids=shop["product_ids"])
         as_of = shop["as_of"]
         marts.build_daily(con, *shop_range(as_of))
         marts.build_as_of(con, as_of)
@@ -601,6 +605,15 @@ def test_property_daily_marts_match_the_sales_and_add_up(tmp_path, shop):
         WHERE d.units <> coalesce(p.units, 0) OR d.revenue <> coalesce(p.revenue, 0)
            OR d.orders < coalesce(p.max_orders, 0) OR d.orders > coalesce(p.sum_orders, 0)""")
     assert mismatched == []
+    sku_days: dict[tuple, list] = {}
+    for sale_id, day, _, lines in shop["sales"]:
+        for sku, _, qty, price in lines:
+            got_day = sku_days.setdefault((day, sku), [set(), 0, ZERO])
+            got_day[0].add(sale_id)
+            got_day[1] += qty
+            got_day[2] += D(price) * qty
+    assert {(d, sku): (o, u, r) for d, sku, o, u, r in rows(con, "SELECT * FROM marts.product_daily_sales")} == {
+        key: (len(ids), u, r) for key, (ids, u, r) in sku_days.items()}
     assert rows(con, "SELECT count(*) FROM marts.product_daily_sales WHERE units = 0")[0][0] == 0
     assert rows(con, "SELECT count(*) FROM marts.kpis WHERE as_of = ?", [as_of])[0][0] == 5
     con.close()
@@ -660,6 +673,17 @@ def test_property_pandas_baseline_gives_the_same_kpis(tmp_path, shop):
                        "cost_coverage_pct", "revenue_growth_pct", "repeat_customer_rate", "customers",
                        "peak_day", "peak_day_revenue", "window_start", "window_end", "note"):
             assert got[column] == row[column], (row["window"], column, got[column], row[column])
+    full = pandas_marts(con.execute("SELECT * FROM raw.sales").df(), con.execute("SELECT * FROM raw.sale_items").df(),
+                        con.execute("SELECT * FROM raw.inventory").df(), con.execute("SELECT * FROM raw.products").df(),
+                        con.execute("SELECT * FROM raw.stock_snapshots").df(), as_of)
+    product_daily = {(r["sale_date"].date(), r["sku"]): (r["orders"], r["units"], round(r["revenue"], 2))
+                     for r in full["product_daily_sales"].to_dict("records")}
+    assert product_daily == {(d, sku): (o, u, float(r)) for d, sku, o, u, r in rows(
+        con, "SELECT * FROM marts.product_daily_sales WHERE sale_date <= ?", [as_of])}
+    sql_top = rows(con, 'SELECT "window", sku FROM marts.top_products WHERE as_of = ?', [as_of])
+    assert sorted((r["window"], r["sku"]) for r in full["top_products"].to_dict("records")) == sorted(sql_top)
+    assert dict(zip(full["stock_status"]["sku"], full["stock_status"]["status"])) == dict(
+        rows(con, "SELECT sku, status FROM marts.stock_status WHERE as_of = ?", [as_of]))
     con.close()
 
 
