@@ -1,4 +1,4 @@
-"""Shop-level settings shared by every layer: timezone, currency, first partition."""
+"""Shop-level settings shared by every layer: name, timezone, currency, first partition."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ DEFAULTS = {
     "SALESFLOW_PARTITIONS_START": "2020-01-01",
     "SALESFLOW_WAREHOUSE": "data/warehouse.duckdb",
     "SALESFLOW_HOME": ".",
+    "SALESFLOW_SHOP_NAME": "SalesFlow shop",
 }
 
 
@@ -19,6 +20,7 @@ class ShopSettings:
     timezone: str = DEFAULTS["SALESFLOW_TIMEZONE"]
     currency: str = DEFAULTS["SALESFLOW_CURRENCY"]
     partitions_start: str = DEFAULTS["SALESFLOW_PARTITIONS_START"]
+    shop_name: str = DEFAULTS["SALESFLOW_SHOP_NAME"]
 
     @classmethod
     def from_env(cls, environ=None) -> "ShopSettings":
@@ -28,4 +30,6 @@ class ShopSettings:
             currency=env.get("SALESFLOW_CURRENCY") or DEFAULTS["SALESFLOW_CURRENCY"],
             partitions_start=env.get("SALESFLOW_PARTITIONS_START")
             or DEFAULTS["SALESFLOW_PARTITIONS_START"],
+            shop_name=(env.get("SALESFLOW_SHOP_NAME") or "").strip()
+            or DEFAULTS["SALESFLOW_SHOP_NAME"],
         )

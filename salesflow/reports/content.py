@@ -1,0 +1,516 @@
+"""What a report contains, read from the marts for one kind and as-of day.
+
+Periods (``report_period``), all ending on the as-of day:
+
+* ``daily``: the as-of day, compared with the day before.
+* ``weekly``: the 7 days ending on the as-of day, compared with the 7 days before. The weekly
+  schedule runs for Sunday's partition, so the scheduled report covers one ISO week (Mon-Sun).
+* ``monthly``: the calendar month of the as-of day from the 1st up to the as-of day (the whole
+  month when the as-of day is its last day, which is what the monthly schedule asks for),
+  compared with the same span of the previous month: from its 1st to the same day of month,
+  clipped to its length, or the whole previous month when the as-of day ends its month.
+
+Sections:
+
+* KPI summary, computed from ``marts.daily_sales`` for both periods: revenue, orders, units,
+  average order value, gross profit, gross margin (over the revenue whose cost is known) and
+  cost coverage. Growth is (current - previous) / previous in percent, rounded half-up to
+  cents, and empty when the previous figure is zero; for the two percentages the change is
+  in points and there is no growth.
+* Revenue trend: ``marts.daily_sales`` for 28 days (daily), 8 weeks (weekly) or three calendar
+  months (monthly) ending on the as-of day, with the latest ``TOTAL`` forecast of
+  ``ml.sales_forecast`` made on or before the as-of day (its chosen model in
+  ``ml.forecast_backtest`` when it holds several) up to 28 days ahead.
+* Top products: ``marts.top_products`` (window ``7d`` for weekly, ``mtd`` for monthly); for a
+  daily report the day's ``marts.product_daily_sales`` ranked the same way (revenue, then sku).
+* Stock alerts: the as-of day's ``marts.stock_status`` rows that are OUT_OF_STOCK or LOW or
+  carry a severity other than ``none``, most severe first, with their reorder quantities.
+* Anomalies: ``ml.sales_anomalies`` for days of the period, each series and day as scored by
+  the latest run on or before the as-of day, most severe first.
+* Expenses: ``marts.expenses_monthly`` of the as-of day's month, and ``marts.profit_monthly``
+  for the three months ending with it; shown when expenses have been imported.
+
+Money stays ``Decimal``; percentages are numbers of percent (12.5 means 12.5 %).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Iterable, Sequence
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from salesflow.settings import ShopSettings
+
+KINDS = ("daily", "weekly", "monthly")
+TOP_N = 10
+FORECAST_AHEAD_DAYS = 28
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "none")
+STOCK_STATUS_ORDER = ("OUT_OF_STOCK", "LOW", "DEAD", "OVERSTOCK", "OK")
+CENT = Decimal("0.01")
+
+
+def severity_rank(severity: str | None) -> int:
+    """0 for critical .. 3 for low; unknown words after low, ``none`` and missing last."""
+    word = (severity or "none").strip().lower()
+    if word in SEVERITY_ORDER[:4]:
+        return SEVERITY_ORDER.index(word)
+    return 5 if word == "none" else 4
+
+
+# -- periods ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Period:
+    kind: str
+    as_of: date
+    start: date
+    end: date
+    prev_start: date
+    prev_end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def label(self) -> str:
+        return _span_label(self.kind, self.start, self.end)
+
+    @property
+    def prev_label(self) -> str:
+        return _span_label(self.kind, self.prev_start, self.prev_end)
+
+    @property
+    def title(self) -> str:
+        return f"{self.kind.capitalize()} report"
+
+
+def _month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def _span_label(kind: str, start: date, end: date) -> str:
+    if start == end:
+        return f"{start:%A} {start.day} {start:%B %Y}"
+    if kind == "monthly" and start.day == 1 and end == _month_end(start):
+        return f"{start:%B %Y}"
+    if start.year != end.year:
+        return f"{start.day} {start:%B %Y} - {end.day} {end:%B %Y}"
+    if start.month != end.month:
+        return f"{start.day} {start:%B} - {end.day} {end:%B %Y}"
+    return f"{start.day} - {end.day} {end:%B %Y}"
+
+
+def report_period(kind: str, as_of: date) -> Period:
+    """The period a report of ``kind`` covers for ``as_of``, and the period it is compared with."""
+    day = timedelta(days=1)
+    if kind == "daily":
+        return Period(kind, as_of, as_of, as_of, as_of - day, as_of - day)
+    if kind == "weekly":
+        return Period(kind, as_of, as_of - 6 * day, as_of, as_of - 13 * day, as_of - 7 * day)
+    if kind == "monthly":
+        start = as_of.replace(day=1)
+        prev_start = (start - day).replace(day=1)
+        prev_len = calendar.monthrange(prev_start.year, prev_start.month)[1]
+        prev_day = prev_len if as_of == _month_end(as_of) else min(as_of.day, prev_len)
+        return Period(kind, as_of, start, as_of, prev_start, prev_start.replace(day=prev_day))
+    raise ValueError(f"unknown report kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def trend_start(period: Period) -> date:
+    if period.kind == "daily":
+        return period.as_of - timedelta(days=27)
+    if period.kind == "weekly":
+        return period.as_of - timedelta(days=55)
+    month = period.start
+    for _ in range(2):
+        month = (month - timedelta(days=1)).replace(day=1)
+    return month
+
+
+# -- tables ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """``kind``: text, int, money, pct (a number of percent), date, month (a date shown as its
+    month), dec1, dec3, num."""
+
+    key: str
+    label: str
+    kind: str = "text"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: tuple[Column, ...]
+    rows: list[tuple]
+    note: str | None = None
+
+    def column(self, key: str) -> list:
+        i = [c.key for c in self.columns].index(key)
+        return [r[i] for r in self.rows]
+
+    def records(self) -> list[dict[str, Any]]:
+        keys = [c.key for c in self.columns]
+        return [dict(zip(keys, r)) for r in self.rows]
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    label: str
+    kind: str  # money, int or pct
+    current: Decimal | int | None
+    previous: Decimal | int | None
+    change: Decimal | int | None
+    growth_pct: Decimal | None
+
+
+@dataclass
+class Report:
+    kind: str
+    period: Period
+    shop_name: str
+    currency: str
+    timezone: str
+    generated_at: datetime
+    kpis: list[Kpi]
+    trend: Table
+    forecast: Table
+    forecast_model: str | None
+    forecast_as_of: date | None
+    top_products: Table
+    stock_alerts: Table
+    stock_counts: dict[str, int]
+    anomalies: Table
+    expenses: Table
+    profit: Table
+    has_expenses: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return self.period.title
+
+    def kpi(self, key: str) -> Kpi:
+        return next(k for k in self.kpis if k.key == key)
+
+
+# -- exact arithmetic ------------------------------------------------------------------------
+def _ratio(num, den, times: int = 1, places: Decimal = CENT) -> Decimal | None:
+    if num is None or den is None or Decimal(den) <= 0:
+        return None
+    return (Decimal(num) * times / Decimal(den)).quantize(places, rounding=ROUND_HALF_UP)
+
+
+def _growth(cur, prev) -> Decimal | None:
+    if cur is None or prev is None or Decimal(prev) <= 0:
+        return None
+    return ((Decimal(cur) - Decimal(prev)) * 100 / Decimal(prev)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _diff(cur, prev):
+    if cur is None or prev is None:
+        return None
+    return cur - prev
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchone()[0] > 0
+
+
+def _rows(con, sql: str, params: Sequence | dict) -> list[tuple]:
+    return [tuple(r) for r in con.execute(sql, params).fetchall()]
+
+
+def _period_sums(con, start: date, end: date) -> dict[str, Any]:
+    row = con.execute(
+        """SELECT count(*), coalesce(sum(revenue), 0), coalesce(sum(orders), 0),
+                  coalesce(sum(units), 0), coalesce(sum(gross_profit), 0),
+                  coalesce(sum(revenue_with_cost), 0)
+           FROM marts.daily_sales WHERE sale_date BETWEEN ? AND ?""", [start, end]).fetchone()
+    days, revenue, orders, units, gross_profit, with_cost = row
+    return {
+        "days": int(days), "revenue": Decimal(revenue), "orders": int(orders),
+        "units": int(units), "gross_profit": Decimal(gross_profit),
+        "revenue_with_cost": Decimal(with_cost),
+    }
+
+
+KPI_DEFS = (
+    ("revenue", "Revenue", "money"),
+    ("orders", "Orders", "int"),
+    ("units", "Units sold", "int"),
+    ("avg_order_value", "Average order value", "money"),
+    ("gross_profit", "Gross profit", "money"),
+    ("gross_margin_pct", "Gross margin", "pct"),
+    ("cost_coverage_pct", "Revenue with known cost", "pct"),
+)
+
+
+def _kpi_values(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "revenue": s["revenue"], "orders": s["orders"], "units": s["units"],
+        "avg_order_value": _ratio(s["revenue"], s["orders"]),
+        "gross_profit": s["gross_profit"],
+        "gross_margin_pct": _ratio(s["gross_profit"], s["revenue_with_cost"], 100),
+        "cost_coverage_pct": _ratio(s["revenue_with_cost"], s["revenue"], 100),
+    }
+
+
+def load_kpis(con, period: Period) -> tuple[list[Kpi], list[str]]:
+    cur_sums = _period_sums(con, period.start, period.end)
+    prev_sums = _period_sums(con, period.prev_start, period.prev_end)
+    cur, prev = _kpi_values(cur_sums), _kpi_values(prev_sums)
+    kpis = []
+    for key, label, kind in KPI_DEFS:
+        growth = None if kind == "pct" else _growth(cur[key], prev[key])
+        kpis.append(Kpi(key, label, kind, cur[key], prev[key], _diff(cur[key], prev[key]), growth))
+    notes = []
+    prev_days = (period.prev_end - period.prev_start).days + 1
+    if cur_sums["days"] < period.days:
+        notes.append(f"marts.daily_sales lacks {period.days - cur_sums['days']} day(s) of the "
+                     "period; the figures cover the days it has.")
+    if prev_sums["days"] < prev_days:
+        notes.append(f"marts.daily_sales lacks {prev_days - prev_sums['days']} day(s) of the "
+                     "comparison period.")
+    return kpis, notes
+
+
+TREND_COLUMNS = (Column("sale_date", "Date", "date"), Column("revenue", "Revenue", "money"),
+                 Column("orders", "Orders", "int"), Column("units", "Units", "int"))
+FORECAST_COLUMNS = (
+    Column("ds", "Date", "date"), Column("yhat", "Forecast", "money"),
+    Column("yhat_lo_80", "Low 80%", "money"), Column("yhat_hi_80", "High 80%", "money"),
+    Column("yhat_lo_95", "Low 95%", "money"), Column("yhat_hi_95", "High 95%", "money"),
+)
+
+
+def load_trend(con, period: Period) -> Table:
+    rows = _rows(con, """SELECT sale_date, revenue, orders, units FROM marts.daily_sales
+                         WHERE sale_date BETWEEN ? AND ? ORDER BY sale_date""",
+                 [trend_start(period), period.as_of])
+    return Table("Revenue trend", TREND_COLUMNS, rows,
+                 None if rows else "No daily sales in the trend window.")
+
+
+def finite(value):
+    """``value``, or None for NaN and infinities (a model may leave an interval undefined)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _money_or_none(value) -> Decimal | None:
+    value = finite(value)
+    if value is None:
+        return None
+    return Decimal(repr(float(value))).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def load_forecast(con, period: Period) -> tuple[Table, str | None, date | None]:
+    empty = Table("Forecast", FORECAST_COLUMNS, [], "No sales forecast available.")
+    if not _has_table(con, "ml.sales_forecast"):
+        return empty, None, None
+    made = con.execute("SELECT max(as_of) FROM ml.sales_forecast WHERE series_id = 'TOTAL' "
+                       "AND as_of <= ?", [period.as_of]).fetchone()[0]
+    if made is None:
+        return empty, None, None
+    models = [r[0] for r in con.execute(
+        "SELECT DISTINCT model FROM ml.sales_forecast WHERE series_id = 'TOTAL' AND as_of = ? "
+        "ORDER BY model NULLS LAST", [made]).fetchall()]
+    model = models[0] if models else None
+    if len(models) > 1 and _has_table(con, "ml.forecast_backtest"):
+        chosen = con.execute(
+            "SELECT model FROM ml.forecast_backtest WHERE series_id = 'TOTAL' AND as_of = ? "
+            "AND chosen ORDER BY model LIMIT 1", [made]).fetchone()
+        if chosen and chosen[0] in models:
+            model = chosen[0]
+    rows = _rows(con, """
+        SELECT ds, yhat, yhat_lo_80, yhat_hi_80, yhat_lo_95, yhat_hi_95 FROM ml.sales_forecast
+        WHERE series_id = 'TOTAL' AND as_of = ? AND model IS NOT DISTINCT FROM ?
+          AND ds BETWEEN ? AND ?
+        ORDER BY ds""", [made, model, trend_start(period),
+                         period.as_of + timedelta(days=FORECAST_AHEAD_DAYS)])
+    rows = [(r[0], *(_money_or_none(v) for v in r[1:])) for r in rows]
+    note = None if rows else f"The forecast made on {made.isoformat()} has no days in this window."
+    return Table("Forecast", FORECAST_COLUMNS, rows, note), model, made
+
+
+TOP_COLUMNS = (
+    Column("rank", "Rank", "int"), Column("sku", "SKU"), Column("product_name", "Product"),
+    Column("revenue", "Revenue", "money"), Column("units", "Units", "int"),
+    Column("revenue_share", "Share of revenue", "pct"),
+)
+
+
+def load_top_products(con, period: Period, top_n: int = TOP_N) -> Table:
+    window = {"weekly": "7d", "monthly": "mtd"}.get(period.kind)
+    if window is not None:
+        rows = _rows(con, """
+            SELECT rank, sku, coalesce(product_name, sku), revenue, units, revenue_share
+            FROM marts.top_products WHERE as_of = ? AND "window" = ? AND rank <= ?
+            ORDER BY rank""", [period.as_of, window, top_n])
+    else:
+        sold = _rows(con, """
+            WITH sold AS (
+                SELECT sku, sum(revenue) AS revenue, sum(units) AS units
+                FROM marts.product_daily_sales WHERE sale_date BETWEEN ? AND ? GROUP BY sku),
+            names AS (
+                SELECT sku, any_value(product_name) AS name FROM marts.stock_status
+                WHERE as_of = ? GROUP BY sku)
+            SELECT s.sku, coalesce(n.name, s.sku), s.revenue, s.units,
+                   sum(s.revenue) OVER () AS total
+            FROM sold s LEFT JOIN names n ON n.sku = s.sku
+            ORDER BY s.revenue DESC, s.sku""", [period.start, period.end, period.as_of])
+        rows = [(i, sku, name, Decimal(rev), int(units), _ratio(rev, total, 100))
+                for i, (sku, name, rev, units, total) in enumerate(sold[:top_n], start=1)]
+    return Table("Top products", TOP_COLUMNS, rows, None if rows else "No sales in this period.")
+
+
+STOCK_COLUMNS = (
+    Column("severity", "Severity"), Column("status", "Status"), Column("sku", "SKU"),
+    Column("product_name", "Product"), Column("stock_quantity", "Stock", "int"),
+    Column("low_stock_threshold", "Threshold", "int"),
+    Column("avg_daily_units_28d", "Avg daily units (28d)", "dec3"),
+    Column("days_of_cover", "Days of cover", "dec1"), Column("reorder_qty", "Reorder qty", "int"),
+)
+
+_SEVERITY_SQL = ("CASE lower(severity) WHEN 'critical' THEN 0 WHEN 'high' THEN 1 "
+                 "WHEN 'medium' THEN 2 WHEN 'low' THEN 3 WHEN 'none' THEN 5 ELSE 4 END")
+_STATUS_SQL = ("CASE status WHEN 'OUT_OF_STOCK' THEN 0 WHEN 'LOW' THEN 1 WHEN 'DEAD' THEN 2 "
+               "WHEN 'OVERSTOCK' THEN 3 ELSE 4 END")
+
+
+def load_stock(con, period: Period) -> tuple[Table, dict[str, int]]:
+    rows = _rows(con, f"""
+        SELECT severity, status, sku, coalesce(product_name, sku), stock_quantity,
+               low_stock_threshold, avg_daily_units_28d, days_of_cover, reorder_qty
+        FROM marts.stock_status
+        WHERE as_of = ? AND (status IN ('OUT_OF_STOCK', 'LOW') OR coalesce(severity, 'none') <> 'none')
+        ORDER BY {_SEVERITY_SQL}, {_STATUS_SQL}, days_of_cover NULLS LAST, sku""", [period.as_of])
+    counts = dict(con.execute(
+        "SELECT status, count(*) FROM marts.stock_status WHERE as_of = ? GROUP BY status",
+        [period.as_of]).fetchall())
+    ordered = {s: int(counts.pop(s, 0)) for s in STOCK_STATUS_ORDER}
+    ordered.update({str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))})
+    if not any(ordered.values()):
+        note = f"No stock status for {period.as_of.isoformat()}."
+    else:
+        note = None if rows else "No product needs attention."
+    return Table("Stock alerts", STOCK_COLUMNS, rows, note), ordered
+
+
+ANOMALY_COLUMNS = (
+    Column("ds", "Date", "date"), Column("series_id", "Series"), Column("direction", "Direction"),
+    Column("severity", "Severity"), Column("observed", "Observed", "num"),
+    Column("expected", "Expected", "num"), Column("lower", "Expected low", "num"),
+    Column("upper", "Expected high", "num"), Column("score", "Score", "num"),
+    Column("kind", "Kind"), Column("note", "Note"),
+)
+
+
+def load_anomalies(con, start: date, end: date, as_of: date) -> Table:
+    if not _has_table(con, "ml.sales_anomalies"):
+        return Table("Anomalies", ANOMALY_COLUMNS, [], "No anomaly scores available.")
+    rows = _rows(con, f"""
+        SELECT ds, series_id, direction, severity, observed, expected, lower, upper, score,
+               kind, note
+        FROM ml.sales_anomalies
+        WHERE as_of <= ? AND ds BETWEEN ? AND ?
+        QUALIFY row_number() OVER (PARTITION BY series_id, ds ORDER BY as_of DESC) = 1
+        ORDER BY {_SEVERITY_SQL}, abs(score) DESC NULLS LAST, ds, series_id""", [as_of, start, end])
+    rows = [tuple(finite(v) for v in r) for r in rows]
+    return Table("Anomalies", ANOMALY_COLUMNS, rows,
+                 None if rows else "No anomalies detected in this period.")
+
+
+EXPENSE_COLUMNS = (Column("month", "Month", "month"), Column("category", "Category"),
+                   Column("amount", "Amount", "money"), Column("share_pct", "Share", "pct"))
+PROFIT_COLUMNS = (
+    Column("month", "Month", "month"), Column("revenue", "Revenue", "money"),
+    Column("gross_profit", "Gross profit", "money"), Column("expenses", "Expenses", "money"),
+    Column("net_profit", "Net profit", "money"),
+)
+
+
+def load_expenses(con, period: Period) -> tuple[Table, Table, bool]:
+    month = period.as_of.replace(day=1)
+    first = trend_start(report_period("monthly", period.as_of)).replace(day=1)
+    if not (_has_table(con, "marts.expenses_monthly") and _has_table(con, "marts.profit_monthly")):
+        note = "No expenses imported yet."
+        return (Table("Expenses", EXPENSE_COLUMNS, [], note),
+                Table("Net profit", PROFIT_COLUMNS, [], note), False)
+    has_expenses = con.execute("SELECT count(*) FROM marts.expenses_monthly WHERE month <= ?",
+                               [month]).fetchone()[0] > 0
+    expenses = _rows(con, """SELECT month, category, amount, share_pct FROM marts.expenses_monthly
+                             WHERE month = ? ORDER BY amount DESC, category""", [month])
+    profit = []
+    if has_expenses:
+        profit = _rows(con, """SELECT month, revenue, gross_profit, expenses, net_profit
+                               FROM marts.profit_monthly WHERE month BETWEEN ? AND ?
+                               ORDER BY month""", [first, month])
+    label = f"{month:%B %Y}"
+    exp_note = None if expenses else (
+        f"No expenses recorded for {label}." if has_expenses else "No expenses imported yet.")
+    profit_note = None if profit else (
+        "Net profit needs expenses; none imported yet." if not has_expenses
+        else "No monthly profit figures for these months.")
+    return (Table(f"Expenses, {label}", EXPENSE_COLUMNS, expenses, exp_note),
+            Table("Net profit by month", PROFIT_COLUMNS, profit, profit_note), has_expenses)
+
+
+def load_report(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    as_of: date,
+    settings: ShopSettings | None = None,
+    *,
+    now: datetime | None = None,
+    top_n: int = TOP_N,
+) -> Report:
+    """Read every section of the ``kind`` report for ``as_of`` from the warehouse (read only)."""
+    settings = settings or ShopSettings()
+    period = report_period(kind, as_of)
+    kpis, notes = load_kpis(con, period)
+    forecast, model, made = load_forecast(con, period)
+    stock, counts = load_stock(con, period)
+    expenses, profit, has_expenses = load_expenses(con, period)
+    generated = now or datetime.now(tz=timezone.utc)
+    if generated.tzinfo is None:
+        generated = generated.replace(tzinfo=timezone.utc)
+    generated = generated.astimezone(ZoneInfo(settings.timezone))
+    report = Report(
+        kind=kind, period=period, shop_name=settings.shop_name, currency=settings.currency,
+        timezone=settings.timezone, generated_at=generated, kpis=kpis,
+        trend=load_trend(con, period), forecast=forecast, forecast_model=model,
+        forecast_as_of=made, top_products=load_top_products(con, period, top_n),
+        stock_alerts=stock, stock_counts=counts,
+        anomalies=load_anomalies(con, period.start, period.end, period.as_of),
+        expenses=expenses, profit=profit, has_expenses=has_expenses, notes=notes,
+    )
+    return report
+
+
+def section_notes(report: Report) -> list[str]:
+    """Every note worth printing: data gaps first, then each empty or qualified section."""
+    out = list(report.notes)
+    for table in (report.trend, report.forecast, report.top_products, report.stock_alerts,
+                  report.anomalies, report.expenses, report.profit):
+        if table.note:
+            out.append(f"{table.title}: {table.note}")
+    return out
+
+
+def iter_tables(report: Report) -> Iterable[Table]:
+    return (report.trend, report.forecast, report.top_products, report.stock_alerts,
+            report.anomalies, report.expenses, report.profit)
