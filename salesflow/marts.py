@@ -33,6 +33,7 @@ days), not its rounded display value.
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -53,7 +54,8 @@ MARTS_DDL: dict[str, str] = {
     "marts.daily_sales": """
         CREATE TABLE IF NOT EXISTS marts.daily_sales (
             sale_date DATE, orders INTEGER, units INTEGER, revenue DECIMAL(18,2),
-            cost DECIMAL(18,2), gross_profit DECIMAL(18,2), revenue_with_cost DECIMAL(18,2))""",
+            cost DECIMAL(18,2), gross_profit DECIMAL(18,2), revenue_with_cost DECIMAL(18,2),
+            identified_orders INTEGER)""",
     "marts.product_daily_sales": """
         CREATE TABLE IF NOT EXISTS marts.product_daily_sales (
             sale_date DATE, sku VARCHAR, orders INTEGER, units INTEGER, revenue DECIMAL(18,2))""",
@@ -75,6 +77,13 @@ MARTS_DDL: dict[str, str] = {
             low_stock_threshold INTEGER, avg_daily_units_28d DECIMAL(12,3),
             days_of_cover DECIMAL(12,1), status VARCHAR, severity VARCHAR, reorder_qty INTEGER,
             last_sale_date DATE)""",
+    # Per customer id as stored in raw.sales, its first two sale days: over all history
+    # (period 'all') and within each calendar year (period 'year'). Kept by build_daily so
+    # the KPIs of the long windows need not scan every sale.
+    "marts.customer_firsts": """
+        CREATE TABLE IF NOT EXISTS marts.customer_firsts (
+            period VARCHAR, period_start DATE, customer_id VARCHAR, first_date DATE,
+            second_date DATE)""",
     "marts.stock_turnover": """
         CREATE TABLE IF NOT EXISTS marts.stock_turnover (
             as_of DATE, sku VARCHAR, window_days INTEGER, units_sold INTEGER,
@@ -86,6 +95,8 @@ def ensure_marts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     for ddl in MARTS_DDL.values():
         con.execute(ddl)
+    # warehouses created before the column existed
+    con.execute("ALTER TABLE marts.daily_sales ADD COLUMN IF NOT EXISTS identified_orders INTEGER")
 
 
 # -- exact arithmetic in SQL ---------------------------------------------------------------
@@ -196,6 +207,40 @@ _REPEATS_SQL = """
     WHERE s.sale_date BETWEEN $start AND $end
     GROUP BY s.sale_date, i.sku"""
 
+_FIRSTS_SQL = """
+    INSERT INTO marts.customer_firsts
+    SELECT CASE WHEN by_year THEN 'year' ELSE 'all' END, CASE WHEN by_year THEN period_start END,
+           customer_id, days[1], days[2]
+    FROM (SELECT customer_id, period_start, grouping(period_start) = 0 AS by_year,
+                 min(sale_date, 2) AS days
+          FROM (SELECT customer_id, sale_date,
+                       CAST(date_trunc('year', sale_date) AS DATE) AS period_start
+                FROM raw.sales WHERE customer_id IS NOT NULL {only_affected})
+          GROUP BY GROUPING SETS ((customer_id), (customer_id, period_start)))"""
+
+
+def _update_customer_firsts(con: duckdb.DuckDBPyConnection, start: date, end: date, whole: bool) -> None:
+    """Refresh ``marts.customer_firsts`` for the customers whose first two days may have
+    changed: everyone on a whole rebuild, else those with a sale in [start, end] now or
+    with a first/second day recorded in it before."""
+    if whole:
+        con.execute("DELETE FROM marts.customer_firsts")
+        con.execute(_FIRSTS_SQL.format(only_affected=""))
+        return
+    rng = {"start": start, "end": end}
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _marts_affected AS
+           SELECT customer_id FROM raw.sales
+           WHERE sale_date BETWEEN $start AND $end AND customer_id IS NOT NULL
+           UNION
+           SELECT customer_id FROM marts.customer_firsts
+           WHERE first_date BETWEEN $start AND $end OR second_date BETWEEN $start AND $end""", rng)
+    con.execute("DELETE FROM marts.customer_firsts WHERE customer_id IN (SELECT customer_id FROM _marts_affected)")
+    con.execute(_FIRSTS_SQL.format(
+        only_affected="AND customer_id IN (SELECT customer_id FROM _marts_affected)"))
+    con.execute("DROP TABLE _marts_affected")
+
+
 # Enough for dense ids of up to 16M sales; sparser ids fall back to an ordinary hash table.
 _PERFECT_HASH_BITS = 24
 
@@ -252,14 +297,17 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                     WHERE p.sale_date BETWEEN $start AND $end
                     GROUP BY p.sale_date),
                 orders AS (
-                    SELECT sale_date, count(*) AS orders FROM raw.sales
+                    SELECT sale_date, count(*) AS orders,
+                           count(*) FILTER (WHERE trim(customer_id) <> '') AS identified
+                    FROM raw.sales
                     WHERE sale_date BETWEEN $start AND $end GROUP BY sale_date)
                 SELECT c.sale_date,
                        CAST(coalesce(o.orders, 0) AS INTEGER), CAST(coalesce(d.units, 0) AS INTEGER),
                        CAST(coalesce(d.revenue, 0) AS DECIMAL(18,2)),
                        CAST(coalesce(d.cost, 0) AS DECIMAL(18,2)),
                        CAST(coalesce(d.revenue_with_cost - d.cost, 0) AS DECIMAL(18,2)),
-                       CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(18,2))
+                       CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(18,2)),
+                       CAST(coalesce(o.identified, 0) AS INTEGER)
                 FROM (SELECT CAST(t AS DATE) AS sale_date
                       FROM range(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) + INTERVAL 1 DAY,
                                  INTERVAL 1 DAY) r(t)) c
@@ -269,6 +317,7 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                 rng,
             ).fetchone()[0]
             con.execute("DROP TABLE _marts_repeats")
+            _update_customer_firsts(con, start, end, whole)
     finally:
         con.execute(f"SET perfect_ht_threshold = {int(previous_bits)}")
     return {"daily_sales": n_days, "product_daily_sales": n_products}
@@ -285,6 +334,11 @@ def _by_window(aggregate: str) -> str:
         f"{aggregate} FILTER (WHERE sale_date >= $start_{i})" for i in range(len(WINDOWS))) + "]"
 
 
+# Customer figures: 7d, 28d and mtd from their sales; ytd and all from marts.customer_firsts.
+_RECENT = (WINDOWS.index("7d"), WINDOWS.index("28d"), WINDOWS.index("mtd"))
+_YTD, _ALL = WINDOWS.index("ytd"), WINDOWS.index("all")
+assert _RECENT == (0, 1, 2), "recent windows come first"
+
 _KPIS_SQL = f"""
     INSERT INTO marts.kpis
     WITH w AS (SELECT * FROM _marts_windows),
@@ -292,7 +346,8 @@ _KPIS_SQL = f"""
         SELECT w.window_name,
                coalesce(sum(d.revenue), 0) AS revenue, coalesce(sum(d.orders), 0) AS orders,
                coalesce(sum(d.units), 0) AS units, coalesce(sum(d.gross_profit), 0) AS gross_profit,
-               coalesce(sum(d.revenue_with_cost), 0) AS revenue_with_cost
+               coalesce(sum(d.revenue_with_cost), 0) AS revenue_with_cost,
+               coalesce(sum(d.identified_orders), 0) AS identified
         FROM w LEFT JOIN marts.daily_sales d ON d.sale_date BETWEEN w.w_start AND w.w_end
         GROUP BY w.window_name),
     prev AS (
@@ -305,28 +360,34 @@ _KPIS_SQL = f"""
         FROM w JOIN marts.daily_sales d ON d.sale_date BETWEEN w.w_start AND w.w_end
         WHERE d.orders > 0
         QUALIFY row_number() OVER (PARTITION BY w.window_name ORDER BY d.revenue DESC, d.sale_date) = 1),
-    per_raw_id AS (
-        SELECT customer_id, {_by_window("count(*)")} AS n_orders
+    recent AS MATERIALIZED (
+        SELECT [{", ".join(f"count(*) FILTER (WHERE sale_date >= $start_{i})" for i in _RECENT)}] AS n_orders
         FROM raw.sales
-        WHERE sale_date BETWEEN $first_start AND $as_of AND customer_id IS NOT NULL
-        GROUP BY customer_id),
-    per_customer AS MATERIALIZED (
-        SELECT [{", ".join(f"sum(n_orders[{i + 1}])" for i in range(len(WINDOWS)))}] AS n_orders
-        FROM per_raw_id WHERE trim(customer_id) <> ''
+        WHERE sale_date BETWEEN $recent_start AND $as_of AND trim(customer_id) <> ''
         GROUP BY trim(customer_id)),
-    ids AS (
-        SELECT [{", ".join(f"coalesce(sum(n_orders[{i + 1}]), 0)" for i in range(len(WINDOWS)))}]
-                   AS n_identified
-        FROM per_customer),
+    long_ids AS (
+        SELECT period, min(first_date) AS first_date,
+               list_sort(list_filter(flatten(list([first_date, second_date])), lambda x: x IS NOT NULL))[2]
+                   AS second_date
+        FROM marts.customer_firsts
+        WHERE trim(customer_id) <> ''
+          AND (period = 'all' OR (period = 'year' AND period_start = $start_{_YTD}))
+        GROUP BY period, trim(customer_id)),
     cust AS (
-        SELECT w.window_name, count(*) FILTER (WHERE p.n_orders[w.ord + 1] >= 1) AS customers,
-               count(*) FILTER (WHERE p.n_orders[w.ord + 1] >= 2) AS repeaters
-        FROM w CROSS JOIN per_customer p GROUP BY w.window_name),
+        SELECT w.window_name, count(*) FILTER (WHERE r.n_orders[w.ord + 1] >= 1) AS customers,
+               count(*) FILTER (WHERE r.n_orders[w.ord + 1] >= 2) AS repeaters
+        FROM w CROSS JOIN recent r WHERE w.ord < {len(_RECENT)} GROUP BY w.window_name
+        UNION ALL
+        SELECT w.window_name, count(*) FILTER (WHERE l.first_date <= $as_of),
+               count(*) FILTER (WHERE l.second_date <= $as_of)
+        FROM w JOIN long_ids l
+          ON (w.ord = {_YTD} AND l.period = 'year') OR (w.ord = {_ALL} AND l.period = 'all')
+        GROUP BY w.window_name),
     figures AS (
         SELECT w.ord, w.window_name, w.w_start, w.w_end, c.revenue, c.orders, c.units,
                c.gross_profit, c.revenue_with_cost, p.revenue AS prev_revenue,
                pk.peak_day, pk.peak_revenue,
-               c.orders AS n_sales, i.n_identified[w.ord + 1] AS n_identified,
+               c.orders AS n_sales, c.identified AS n_identified,
                coalesce(cu.customers, 0) AS customers, coalesce(cu.repeaters, 0) AS repeaters,
                {_div(f"({_cents('c.revenue')} - {_cents('p.revenue')}) * 100", _cents('p.revenue'), 2)}
                    AS growth,
@@ -335,7 +396,6 @@ _KPIS_SQL = f"""
         JOIN cur c ON c.window_name = w.window_name
         LEFT JOIN prev p ON p.window_name = w.window_name
         LEFT JOIN peak pk ON pk.window_name = w.window_name
-        CROSS JOIN ids i
         LEFT JOIN cust cu ON cu.window_name = w.window_name)
     SELECT $as_of, window_name,
            CAST(revenue AS DECIMAL(18,2)), CAST(orders AS INTEGER), CAST(units AS INTEGER),
@@ -476,6 +536,11 @@ _STOCK_TURNOVER_SQL = f"""
     ORDER BY k.sku"""
 
 
+def _params_of(sql: str, params: dict) -> dict:
+    """The named parameters ``sql`` uses (DuckDB refuses unused ones)."""
+    return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+
+
 def build_as_of(
     con: duckdb.DuckDBPyConnection,
     as_of: date,
@@ -513,10 +578,11 @@ def build_as_of(
         for table in tables:
             con.execute(f"DELETE FROM marts.{table} WHERE as_of = $as_of", {"as_of": as_of})
         span = {"as_of": as_of, "first_start": min(w.start for w in windows),
+                "recent_start": min(windows[i].start for i in _RECENT),
                 **{f"start_{i}": w.start for i, w in enumerate(windows)}}
         counts = {
-            "kpis": con.execute(_KPIS_SQL, span).fetchone()[0],
-            "top_products": con.execute(_TOP_PRODUCTS_SQL, {**span, "top_n": top_n}).fetchone()[0],
+            "kpis": con.execute(_KPIS_SQL, _params_of(_KPIS_SQL, span)).fetchone()[0],
+            "top_products": con.execute(_TOP_PRODUCTS_SQL, _params_of(_TOP_PRODUCTS_SQL, {**span, "top_n": top_n})).fetchone()[0],
         }
         if con.execute(_UNNAMED_TOP_PRODUCTS_SQL, {"as_of": as_of}).fetchone()[0]:
             con.execute(_NAME_TOP_PRODUCTS_SQL, {"as_of": as_of})

@@ -155,12 +155,16 @@ def test_daily_sales_every_day_every_column(shop):
     for k in range(n_days):
         day = DAILY_START + timedelta(days=k)
         o, u, rev, cost, gp, rwc = SHOP_DAYS.get(day, (0, 0, "0.00", "0.00", "0.00", "0.00"))
-        expected.append((day, o, u, D(rev), D(cost), D(gp), D(rwc)))
+        identified = sum(1 for _, d, customer, _ in SALES if d == day and customer and customer.strip())
+        expected.append((day, o, u, D(rev), D(cost), D(gp), D(rwc), identified))
     assert got == expected
+    # 7 March: c3 and c2 (2 identified); 10 March: a blank id counts as anonymous
+    assert {r[0]: r[7] for r in got}[date(2025, 3, 7)] == 2 and {r[0]: r[7] for r in got}[AS_OF] == 0
     # zero days carry zeros with two decimals, not NULLs
     assert str(got[0][3]) == "0.00" and got[0][1:3] == (0, 0)
     assert [r[0] for r in rows(shop, "DESCRIBE marts.daily_sales")] == [
-        "sale_date", "orders", "units", "revenue", "cost", "gross_profit", "revenue_with_cost"]
+        "sale_date", "orders", "units", "revenue", "cost", "gross_profit", "revenue_with_cost",
+        "identified_orders"]
 
 
 def test_product_daily_sales_is_sparse_per_sku_and_day(shop):
@@ -363,7 +367,7 @@ def test_cost_is_known_unless_zero_and_uncategorized_or_missing(tmp_path):
     marts.build_daily(con, AS_OF, AS_OF)
     # revenue 6 + 6 + 5 + 7 + 11; cost 0 + 3.30 on the 12.00 with a known cost
     assert rows(con, "SELECT * FROM marts.daily_sales") == [
-        (AS_OF, 1, 8, D("35.00"), D("3.30"), D("8.70"), D("12.00"))]
+        (AS_OF, 1, 8, D("35.00"), D("3.30"), D("8.70"), D("12.00"), 0)]
     marts.build_as_of(con, AS_OF)
     assert rows(con, """SELECT gross_margin_pct, cost_coverage_pct FROM marts.kpis
                         WHERE "window" = '7d'""") == [(D("72.50"), D("34.29"))]
@@ -441,6 +445,25 @@ class _FailingConnection:
         if self.fail_on in sql:
             raise RuntimeError("disk full")
         return self.con.execute(sql, *args, **kwargs)
+
+
+def test_rebuilding_a_range_after_sales_changed_updates_customer_kpis(shop):
+    """Customer figures of the long windows come from first/second sale days kept per
+    customer id; a partial rebuild after sales were dropped and added must count them anew."""
+    shop.execute("DELETE FROM raw.sale_items WHERE sale_id IN (7, 9)")
+    shop.execute("DELETE FROM raw.sales WHERE sale_id IN (7, 9)")  # c2 keeps one sale only
+    load_shop(shop, sales=[(11, date(2025, 3, 5), " c4 ", [(*B, 1, "2.35")])])  # c4's second sale
+    marts.build_daily(shop, date(2025, 3, 4), date(2025, 3, 7))
+    marts.build_as_of(shop, AS_OF)
+    got = {r["window"]: (r["customers"], r["repeat_customer_rate"])
+           for r in dict_rows(shop, "SELECT * FROM marts.kpis WHERE as_of = ?", [AS_OF])}
+    # all: c1 (2 sales), c2 (1), c3 (1), c4 (2 after trimming " c4 ") -> 4 customers, 2 repeat
+    assert got["all"] == (4, D("50.00"))
+    # mtd (March): c4 twice, c3 once -> 2 customers, 1 repeat
+    assert got["mtd"] == (2, D("50.00"))
+    # ytd (2025): c1 once in 2025, c2 once, c4 twice, c3 once -> 4 customers, 1 repeat
+    assert got["ytd"] == (4, D("25.00"))
+    assert got["7d"] == (2, D("0.00")) and got["28d"] == (3, D("33.33"))
 
 
 def test_a_failed_build_leaves_the_marts_as_they_were(shop):
@@ -593,7 +616,7 @@ def test_property_daily_marts_match_the_sales_and_add_up(tmp_path, shop):
     expected = expected_days(shop)
     got = rows(con, "SELECT * FROM marts.daily_sales ORDER BY sale_date")
     assert len(got) == SHOP_DAYS_BACK + 6
-    for day, orders, units, revenue, cost, gross_profit, revenue_with_cost in got:
+    for day, orders, units, revenue, cost, gross_profit, revenue_with_cost, _ in got:
         o, u, r, c, rwc = expected.get(day, [0, 0, ZERO, ZERO, ZERO])
         assert (orders, units, revenue, cost, revenue_with_cost, gross_profit) == (o, u, r, c, rwc, rwc - c), day
     assert set(expected) <= {r[0] for r in got}
