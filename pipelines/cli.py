@@ -1,4 +1,4 @@
-"""The `salesflow` command: emulator, headless materialization, warehouse summary."""
+"""The `salesflow` command: emulator, headless materialization, warehouse summary, imports."""
 
 from __future__ import annotations
 
@@ -60,6 +60,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    _require_env("SALESFLOW_CORE_URL", "SALESFLOW_CORE_PHONE", "SALESFLOW_CORE_PASSWORD")
+    source = Path(args.path)
+    if not source.is_file():
+        print(f"salesflow import: no such file: {args.path}", file=sys.stderr)
+        return 2
+    from pipelines.imports_job import MODE_ENV, run_import_file
+
+    mode = args.mode or os.environ.get(MODE_ENV) or "auto"
+    success, outcome = run_import_file(source, mode=mode)
+    print(outcome.get("text") or outcome.get("message") or outcome.get("status"))
+    if not success:
+        return 1
+    return {"committed": 0, "awaiting_approval": 0, "duplicate": 0}.get(outcome["status"], 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _load_env()
@@ -83,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
 
     s = sub.add_parser("summary", help="rows per warehouse table")
     s.set_defaults(func=cmd_summary)
+
+    i = sub.add_parser(
+        "import", help="import one Excel/CSV file now (the inbox sensor's job, on one file)",
+        description="Validate PATH and commit it, or reject it with an annotated copy in "
+        "SALESFLOW_HOME/rejected/. A file outside SALESFLOW_HOME/inbox is copied there first; "
+        "the original is left as it is. Exit status: 0 committed (or awaiting approval, or "
+        "already imported), 3 rejected, 1 failed, 2 no such file.")
+    i.add_argument("path", help="the .xlsx or .csv file")
+    i.add_argument("--mode", choices=("auto", "review"), default=None,
+                   help="review: only write a preview and wait for approval "
+                   "(default: SALESFLOW_IMPORT_MODE, else auto)")
+    i.set_defaults(func=cmd_import)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -278,10 +278,18 @@ class CoreClient:
 
     def post_json(self, path: str, body: Any, *, retry: bool = False) -> httpx.Response:
         """POST a JSON body. Writes are not retried unless the caller says they are idempotent."""
-        what = f"POST {path}"
+        return self._write("POST", path, body, retry=retry)
+
+    def put_json(self, path: str, body: Any, *, retry: bool = True) -> httpx.Response:
+        """PUT a JSON body: a full replace in the core, idempotent, so retried like a read."""
+        return self._write("PUT", path, body, retry=retry)
+
+    def _write(self, method: str, path: str, body: Any, *, retry: bool) -> httpx.Response:
+        what = f"{method} {path}"
 
         def send(headers):
-            resp = self._http.post(
+            resp = self._http.request(
+                method,
                 f"{API}{path}",
                 content=orjson.dumps(body),
                 headers={**headers, "Content-Type": "application/json"},

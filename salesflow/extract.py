@@ -210,7 +210,7 @@ def write_sales_range(
     with transaction(con):
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _range_ids AS
-               SELECT sale_id FROM raw.sales WHERE sale_date BETWEEN ? AND ?
+               SELECT sale_id FROM raw.sales WHERE sale_date BETWEEN ? AND ? AND sale_id > 0
                UNION SELECT sale_id FROM _staged_sales WHERE sale_date BETWEEN ? AND ?""",
             rng + rng,
         )
@@ -243,7 +243,8 @@ def write_sales_range(
 
 
 def reconcile_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> list[dict]:
-    """Per-day differences between the source listing (staged) and raw.* for [start, end]."""
+    """Per-day differences between the source listing (staged) and raw.* for [start, end].
+    Sales imported from another till's history (negative ids) are not the core's: left out."""
     def per_day(sales: str, items: str) -> str:
         return f"""
             SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders,
@@ -256,7 +257,7 @@ def reconcile_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> l
     rows = con.execute(
         f"""
         WITH src AS ({per_day("_staged_sales", "_staged_items")}),
-             wh AS ({per_day("raw.sales", "raw.sale_items")})
+             wh AS ({per_day("(SELECT * FROM raw.sales WHERE sale_id > 0)", "raw.sale_items")})
         SELECT coalesce(src.sale_date, wh.sale_date) AS day, src.orders, wh.orders,
                src.revenue, wh.revenue, src.units, wh.units
         FROM src FULL OUTER JOIN wh ON src.sale_date = wh.sale_date

@@ -92,6 +92,18 @@ def test_sale_removed_from_source_is_removed_on_rerun(tmp_path, con):
     assert con.execute("SELECT count(*) FROM raw.sale_items WHERE sale_id = 1").fetchone()[0] == 0
 
 
+def test_reloading_days_keeps_sales_imported_from_another_till(tmp_path, con):
+    """Historical sales imported from a spreadsheet carry negative ids; the core's listing
+    neither has nor removes them, and reconciliation with the core leaves them out."""
+    con.execute("INSERT INTO raw.sales VALUES (-42, '2025-03-01 10:00', '2025-03-01', 5.00, 'c9', now())")
+    con.execute("INSERT INTO raw.sale_items VALUES (-42, 1, NULL, 'OLD-1', 'Old till item', 1, 5.00, 5.00)")
+    extract.stage_sales(con, write_json(tmp_path, GOOD))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    assert con.execute("SELECT list(sale_id ORDER BY sale_id) FROM raw.sales").fetchone()[0] == [-42, 1, 2, 3]
+    assert con.execute("SELECT count(*) FROM raw.sale_items WHERE sale_id = -42").fetchone()[0] == 1
+    assert extract.reconcile_sales(con, date(2025, 3, 1), date(2025, 3, 2)) == []
+
+
 @pytest.mark.parametrize(
     "payload, expected",
     [

@@ -1,0 +1,146 @@
+"""The import journal: ``ops.imports`` (one row per file content) and ``ops.import_batches``.
+
+``ops.imports`` has one row per file sha256 holding that content's latest state:
+``validating → rejected | awaiting_approval | committing → committed | failed``. Dropping a
+file whose content is already committed adds a separate row with status ``duplicate`` (and
+imports nothing), so every file dropped leaves a trace.
+
+``ops.import_batches`` lists the batches of a commit: a batch is written ``pending``
+(``committed_at`` NULL, with what the commit needs to recognise it later in ``detail``)
+before it is sent, and marked committed after. A run that finds a pending batch knows the
+commit was interrupted around it and checks the target before sending anything again
+(``salesflow.imports.commit``). For the warehouse kinds the data, the batch row and the file's
+status are one transaction, so there is never a pending batch there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+
+STATUSES = ("validating", "rejected", "awaiting_approval", "committing", "committed", "failed",
+            "duplicate")
+MESSAGE_CHARS = 4000
+
+
+def utcnow() -> datetime:
+    return datetime.now(tz=timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass
+class Batch:
+    batch_no: int
+    first_row: int | None
+    last_row: int | None
+    committed_at: datetime | None
+    detail: dict
+
+    @property
+    def committed(self) -> bool:
+        return self.committed_at is not None
+
+
+def get_import(con: duckdb.DuckDBPyConnection, sha256: str) -> dict | None:
+    rows = con.execute(
+        """SELECT file_sha256, filename, kind, received_at, status, rows_total, rows_valid,
+                  rows_rejected, committed_at, message
+           FROM ops.imports WHERE file_sha256 = ? AND status <> 'duplicate'
+           ORDER BY received_at DESC LIMIT 1""",
+        [sha256],
+    ).fetchall()
+    if not rows:
+        return None
+    keys = ("file_sha256", "filename", "kind", "received_at", "status", "rows_total",
+            "rows_valid", "rows_rejected", "committed_at", "message")
+    return dict(zip(keys, rows[0]))
+
+
+def set_import(con: duckdb.DuckDBPyConnection, sha256: str, *, filename: str, status: str,
+               kind: str | None = None, rows_total: int | None = None,
+               rows_valid: int | None = None, rows_rejected: int | None = None,
+               committed_at: datetime | None = None, message: str | None = None,
+               received_at: datetime | None = None) -> None:
+    """Create or update the file's row (not its duplicate rows)."""
+    assert status in STATUSES and status != "duplicate", status
+    message = None if message is None else message[:MESSAGE_CHARS]
+    current = get_import(con, sha256)
+    if current is None:
+        con.execute(
+            "INSERT INTO ops.imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [sha256, filename, kind, received_at or utcnow(), status, rows_total, rows_valid,
+             rows_rejected, committed_at, message],
+        )
+        return
+    con.execute(
+        """UPDATE ops.imports SET filename = ?, kind = coalesce(?, kind), status = ?,
+               rows_total = coalesce(?, rows_total), rows_valid = coalesce(?, rows_valid),
+               rows_rejected = coalesce(?, rows_rejected),
+               committed_at = coalesce(?, committed_at), message = ?
+           WHERE file_sha256 = ? AND status <> 'duplicate'""",
+        [filename, kind, status, rows_total, rows_valid, rows_rejected, committed_at, message,
+         sha256],
+    )
+
+
+def add_duplicate(con: duckdb.DuckDBPyConnection, sha256: str, *, filename: str, kind: str | None,
+                  message: str) -> None:
+    con.execute(
+        "INSERT INTO ops.imports VALUES (?, ?, ?, ?, 'duplicate', NULL, NULL, NULL, NULL, ?)",
+        [sha256, filename, kind, utcnow(), message[:MESSAGE_CHARS]],
+    )
+
+
+def batches(con: duckdb.DuckDBPyConnection, sha256: str) -> dict[int, Batch]:
+    rows = con.execute(
+        """SELECT batch_no, first_row, last_row, committed_at, detail FROM ops.import_batches
+           WHERE file_sha256 = ? ORDER BY batch_no""",
+        [sha256],
+    ).fetchall()
+    out = {}
+    for no, first, last, at, detail in rows:
+        try:
+            parsed = json.loads(detail) if detail else {}
+        except ValueError:
+            parsed = {"text": detail}
+        out[no] = Batch(no, first, last, at, parsed)
+    return out
+
+
+def _dump(detail: dict) -> str:
+    return json.dumps(detail, default=str, separators=(",", ":"))
+
+
+def begin_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int, first_row: int,
+                last_row: int, detail: dict[str, Any]) -> None:
+    """Record a batch as about to be sent (``committed_at`` NULL)."""
+    con.execute("DELETE FROM ops.import_batches WHERE file_sha256 = ? AND batch_no = ?",
+                [sha256, batch_no])
+    con.execute(
+        "INSERT INTO ops.import_batches VALUES (?, ?, ?, ?, NULL, ?)",
+        [sha256, batch_no, first_row, last_row, _dump({"state": "pending", **detail})],
+    )
+
+
+def finish_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int, first_row: int,
+                 last_row: int, detail: dict[str, Any], at: datetime | None = None) -> None:
+    """Record a batch as committed (inserting it when it was never begun)."""
+    con.execute("DELETE FROM ops.import_batches WHERE file_sha256 = ? AND batch_no = ?",
+                [sha256, batch_no])
+    con.execute(
+        "INSERT INTO ops.import_batches VALUES (?, ?, ?, ?, ?, ?)",
+        [sha256, batch_no, first_row, last_row, at or utcnow(),
+         _dump({"state": "committed", **detail})],
+    )
+
+
+def committed_rows(con: duckdb.DuckDBPyConnection, sha256: str) -> frozenset[int]:
+    """Spreadsheet rows of the file's committed batches (from their ``rows`` detail)."""
+    out: set[int] = set()
+    for batch in batches(con, sha256).values():
+        if batch.committed:
+            out.update(batch.detail.get("rows", []))
+    return frozenset(out)
