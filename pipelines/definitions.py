@@ -4,9 +4,29 @@ import dagster as dg
 
 from assets.extract import extract_assets
 from assets.marts import mart_assets
-from pipelines.jobs import daily_job, daily_schedule
+from assets.reports import (
+    monthly_report_job,
+    monthly_report_schedule,
+    report_assets,
+    weekly_report_job,
+    weekly_report_schedule,
+)
+from pipelines.automation import automation_sensor
+from pipelines.freshness import freshness_checks, freshness_sensor
+from pipelines.imports_job import import_jobs
+from pipelines.jobs import daily_job, daily_schedule, extract_job
 from pipelines.partitions import SHOP
-from resources import CoreApiResource, FoldersResource, WarehouseResource
+from resources import CoreApiResource, FoldersResource, MailerResource, WarehouseResource
+from sensors.inbox import inbox_sensors
+from sensors.run_failure import run_failure_email
+
+
+def _optional(name: str) -> dg.EnvVar | str:
+    """An optional setting: the variable when it is set, else empty (EnvVar needs it set)."""
+    import os
+
+    return dg.EnvVar(name) if name in os.environ else ""
+
 
 resources = {
     "core": CoreApiResource(
@@ -17,11 +37,24 @@ resources = {
     ),
     "warehouse": WarehouseResource(database=dg.EnvVar("SALESFLOW_WAREHOUSE")),
     "folders": FoldersResource(home=dg.EnvVar("SALESFLOW_HOME")),
+    "mailer": MailerResource(
+        host=_optional("SALESFLOW_SMTP_HOST"),
+        port=_optional("SALESFLOW_SMTP_PORT"),
+        security=_optional("SALESFLOW_SMTP_SECURITY") or "starttls",
+        user=_optional("SALESFLOW_SMTP_USER"),
+        password=_optional("SALESFLOW_SMTP_PASSWORD"),
+        sender=_optional("SALESFLOW_SMTP_SENDER"),
+        report_recipients=_optional("SALESFLOW_REPORT_RECIPIENTS"),
+        alert_recipients=_optional("SALESFLOW_ALERT_RECIPIENTS"),
+        ops_recipients=_optional("SALESFLOW_OPS_RECIPIENTS"),
+    ),
 }
 
 defs = dg.Definitions(
-    assets=[*extract_assets, *mart_assets],
-    jobs=[daily_job],
-    schedules=[daily_schedule],
+    assets=[*extract_assets, *mart_assets, *report_assets],
+    asset_checks=freshness_checks,
+    jobs=[daily_job, extract_job, weekly_report_job, monthly_report_job, *import_jobs],
+    schedules=[daily_schedule, weekly_report_schedule, monthly_report_schedule],
+    sensors=[automation_sensor, freshness_sensor, run_failure_email, *inbox_sensors],
     resources=resources,
 )

@@ -21,3 +21,13 @@ def partition_dates(context: dg.AssetExecutionContext) -> tuple[date, date]:
     start: datetime = window.start
     end: datetime = window.end
     return start.date(), (end - timedelta(days=1)).date()
+
+
+# Weekly reports cover Monday..Sunday; monthly reports the calendar month. Both end on the
+# last day of their window (the report's as-of day).
+weekly_partitions = dg.WeeklyPartitionsDefinition(
+    start_date=SHOP.partitions_start, timezone=SHOP.timezone, day_offset=1
+)
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=SHOP.partitions_start, timezone=SHOP.timezone
+)

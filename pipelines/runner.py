@@ -68,14 +68,16 @@ def run_daily(
     resources: dict | None = None,
     warehouse_path: Path | None = None,
     log_level: str = "INFO",
+    reports: bool = True,
 ) -> RunSummary:
-    """Materialize every asset for ``as_of`` (default: the core's yesterday).
+    """Materialize every asset for ``as_of`` (default: the core's yesterday), then the latest
+    complete week's and month's reports.
 
     On an empty warehouse, or with ``full``, the whole history from the first partition up to
     ``as_of`` is loaded as one run (the core's full listing is read once).
     """
     from pipelines.definitions import defs
-    from pipelines.partitions import SHOP
+    from pipelines.partitions import SHOP, monthly_partitions, weekly_partitions
 
     from resources import FoldersResource, WarehouseResource
 
@@ -117,11 +119,17 @@ def run_daily(
                 ASSET_PARTITION_RANGE_END_TAG: as_of.isoformat(),
             }
         result = job.execute_in_process(**kwargs)
-        failures = [
-            f"{ev.step_key}: {ev.event_specific_data.error.message.strip().splitlines()[0]}"
-            for ev in result.all_events
-            if ev.is_step_failure and ev.event_specific_data and ev.event_specific_data.error
-        ]
+        failures = _failures(result)
+        if result.success and reports:
+            for job_name, partitions in (("weekly_report_job", weekly_partitions),
+                                         ("monthly_report_job", monthly_partitions)):
+                key = _latest_complete(partitions, as_of, first)
+                if key is None:
+                    continue
+                report_run = defs.resolve_job_def(job_name).execute_in_process(
+                    instance=instance, raise_on_error=False, resources=resources, partition_key=key,
+                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+                failures += _failures(report_run)
     finally:
         if own_instance:
             instance.dispose()
@@ -129,4 +137,29 @@ def run_daily(
     if warehouse_path.exists():
         with connect(warehouse_path, read_only=True) as con:
             tables = table_counts(con)
-    return RunSummary(result.success, result.run_id, start, as_of, warehouse_path, tables, failures)
+    return RunSummary(result.success and not failures, result.run_id, start, as_of, warehouse_path, tables,
+                      failures)
+
+
+def _failures(result) -> list[str]:
+    return [
+        f"{ev.step_key}: {ev.event_specific_data.error.message.strip().splitlines()[0]}"
+        for ev in result.all_events
+        if ev.is_step_failure and ev.event_specific_data and ev.event_specific_data.error
+    ]
+
+
+def _latest_complete(partitions: dg.TimeWindowPartitionsDefinition, as_of: date, start: date) -> str | None:
+    """The latest weekly/monthly partition that ends on or before ``as_of`` and begins on or
+    after ``start`` (the first daily partition)."""
+    from datetime import datetime, time, timezone
+
+    now = datetime.combine(as_of + timedelta(days=1), time(23, 59), tzinfo=timezone.utc)
+    keys = partitions.get_partition_keys(current_time=now)
+    if not keys:
+        return None
+    key = keys[-1]
+    window = partitions.time_window_for_partition_key(key)
+    if window.start.date() < start or (window.end.date() - timedelta(days=1)) > as_of:
+        return None
+    return key

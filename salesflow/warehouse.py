@@ -69,6 +69,11 @@ OPS_DDL = {
         CREATE TABLE IF NOT EXISTS ops.alerts_pending (
             alert_key VARCHAR, kind VARCHAR, created_at TIMESTAMP, recipients VARCHAR,
             subject VARCHAR, payload VARCHAR)""",
+    "ops.alert_deliveries": """
+        CREATE TABLE IF NOT EXISTS ops.alert_deliveries (
+            message_id VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR,
+            transport VARCHAR, recipients VARCHAR, subject VARCHAR, alert_keys VARCHAR,
+            message BLOB, error VARCHAR)""",
 }
 
 
@@ -76,13 +81,14 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every schema and contract table that does not exist yet."""
     from salesflow.customers import CUSTOMER_DDL
     from salesflow.expenses import EXPENSES_DDL
+    from salesflow.imports.ddl import IMPORTS_DDL
     from salesflow.marts import MARTS_DDL
 
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for ddl in (
         *RAW_DDL.values(), *MARTS_DDL.values(), *CUSTOMER_DDL.values(), *EXPENSES_DDL.values(),
-        *ML_DDL.values(), *OPS_DDL.values(),
+        *ML_DDL.values(), *OPS_DDL.values(), *IMPORTS_DDL.values(),
     ):
         con.execute(ddl)
 

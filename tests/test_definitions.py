@@ -3,6 +3,7 @@
 from datetime import datetime, timezone
 
 import dagster as dg
+import pytest
 
 from pipelines.definitions import defs
 from salesflow.warehouse import RAW_DDL
@@ -19,11 +20,56 @@ def test_resources_come_from_the_environment_not_code():
         assert isinstance(getattr(core, field), dg.EnvVar), field
 
 
-def test_daily_schedule_runs_yesterdays_partition_at_six():
-    schedule = defs.resolve_schedule_def("daily_job_schedule")
+def test_daily_schedule_extracts_yesterdays_partition_at_six():
+    schedule = defs.resolve_schedule_def("daily_schedule")
     assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.job_name == "extract_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2025, 7, 1, 6, 0, tzinfo=timezone.utc))
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2025-06-30"]
+
+
+def test_daily_time_is_configurable_and_checked():
+    from pipelines.jobs import daily_at
+
+    assert daily_at({}) == (6, 0)
+    assert daily_at({"SALESFLOW_DAILY_AT": "21:45"}) == (21, 45)
+    for bad in ("6", "25:00", "06:60", "six"):
+        with pytest.raises(ValueError, match="SALESFLOW_DAILY_AT"):
+            daily_at({"SALESFLOW_DAILY_AT": bad})
+
+
+def test_weekly_and_monthly_reports_run_after_their_period():
+    weekly = defs.resolve_schedule_def("weekly_report_schedule")
+    monthly = defs.resolve_schedule_def("monthly_report_schedule")
+    assert weekly.default_status == monthly.default_status == dg.DefaultScheduleStatus.RUNNING
+    tick = weekly.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2025, 7, 7, 7, 0, tzinfo=timezone.utc)))
+    assert [r.partition_key for r in tick.run_requests] == ["2025-06-30"]  # Monday 30 June .. Sunday 6 July
+    tick = monthly.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2025, 7, 1, 7, 30, tzinfo=timezone.utc)))
+    assert [r.partition_key for r in tick.run_requests] == ["2025-06-01"]
+
+
+def test_derived_assets_follow_raw_data_and_sensors_start_running():
+    graph = defs.get_repository_def().asset_graph
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if key.path[0] in ("marts", "ml", "alerts") or key == dg.AssetKey(["reports", "daily"]):
+            assert node.automation_condition is not None, key
+        if key.path[0] == "raw":
+            assert node.automation_condition is None, key
+    sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
+    for name in ("automation_sensor", "freshness_checks_sensor", "run_failure_email", "inbox_sensor"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
+
+
+def test_freshness_checks_cover_raw_and_marts():
+    from pipelines.freshness import freshness_checks
+
+    checked = {key.asset_key for checks in freshness_checks for key in checks.check_keys}
+    for key in (["raw", "sales"], ["raw", "products"], ["marts", "daily_sales"], ["marts", "kpis"],
+                ["marts", "stock_status"]):
+        assert dg.AssetKey(key) in checked

@@ -1,0 +1,126 @@
+"""Reports (PDF + Excel per kind and period) and the alert digest e-mail."""
+
+import dagster as dg
+
+from assets.marts import DAILY_SALES, EXPENSES_MONTHLY, KPIS, PROFIT_MONTHLY, STOCK_STATUS, TOP_PRODUCTS
+from pipelines.automation import FOLLOW_UPSTREAM
+from pipelines.partitions import (
+    SHOP,
+    daily_partitions,
+    monthly_partitions,
+    partition_dates,
+    weekly_partitions,
+)
+from resources import WAREHOUSE_POOL, FoldersResource, MailerResource, WarehouseResource
+from salesflow.alerts import run_alerts, send_report_once
+from salesflow.errors import MailConfigError, MailDeliveryError
+from salesflow.reports import files as report_files
+
+SALES_FORECAST = dg.AssetKey(["ml", "sales_forecast"])
+SALES_ANOMALIES = dg.AssetKey(["ml", "sales_anomalies"])
+ALERTS = dg.AssetKey(["alerts", "digest"])
+REPORT_INPUTS = [DAILY_SALES, KPIS, TOP_PRODUCTS, STOCK_STATUS, EXPENSES_MONTHLY, PROFIT_MONTHLY,
+                 SALES_FORECAST, SALES_ANOMALIES]
+
+
+def _write_and_send(context: dg.AssetExecutionContext, kind: str, warehouse: WarehouseResource,
+                    folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
+    start, as_of = partition_dates(context)
+    root = folders.path("exports", "reports")
+    try:
+        mail = mailer.mailer(folders.path("exports", "outbox"))
+        recipients = mailer.recipients().for_report(kind)
+    except MailConfigError as exc:
+        raise dg.Failure(f"mail settings: {exc}", allow_retries=False) from None
+    with warehouse.get_connection() as con:
+        written = report_files.write_report(con, kind, as_of, root, SHOP)
+        try:
+            delivery = send_report_once(con, mail, written, recipients)
+        except MailDeliveryError as exc:
+            raise dg.Failure(
+                f"the {kind} report for {as_of} is written ({written.pdf}) but could not be e-mailed: "
+                f"{exc}. Rerun the partition to send it.") from None
+    pruned = report_files.prune_reports(root, report_files.keep_days_from_env(), as_of)
+    sent = ("already sent earlier" if delivery is None and recipients else
+            "no recipients configured" if not recipients else
+            f"{delivery.transport} to {len(recipients)} recipient(s)")
+    return dg.MaterializeResult(metadata={
+        "as_of": str(as_of),
+        "covers": f"{start}..{as_of}" if start != as_of else str(as_of),
+        "pdf": dg.MetadataValue.path(str(written.pdf)),
+        "xlsx": dg.MetadataValue.path(str(written.xlsx)),
+        "preview": dg.MetadataValue.md(report_files.preview_markdown(written)),
+        "email": sent,
+        "pruned_folders": len(pruned),
+    })
+
+
+@dg.asset(
+    key=dg.AssetKey(["reports", "daily"]), group_name="reports", kinds={"pdf", "excel"},
+    partitions_def=daily_partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
+    automation_condition=FOLLOW_UPSTREAM,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="The day's report as PDF and Excel under exports/reports/daily/<date>/, e-mailed once. "
+                "A range run writes the report of its last day only.",
+)
+def daily_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
+    return _write_and_send(context, "daily", warehouse, folders, mailer)
+
+
+@dg.asset(
+    key=dg.AssetKey(["reports", "weekly"]), group_name="reports", kinds={"pdf", "excel"},
+    partitions_def=weekly_partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
+    description="Monday..Sunday report as PDF and Excel under exports/reports/weekly/<sunday>/.",
+)
+def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                  folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
+    return _write_and_send(context, "weekly", warehouse, folders, mailer)
+
+
+@dg.asset(
+    key=dg.AssetKey(["reports", "monthly"]), group_name="reports", kinds={"pdf", "excel"},
+    partitions_def=monthly_partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
+    description="Calendar-month report as PDF and Excel under exports/reports/monthly/<last day>/.",
+)
+def monthly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                   folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
+    return _write_and_send(context, "monthly", warehouse, folders, mailer)
+
+
+@dg.asset(
+    key=ALERTS, group_name="alerts", kinds={"email"}, partitions_def=daily_partitions,
+    deps=[SALES_ANOMALIES, STOCK_STATUS], pool=WAREHOUSE_POOL, automation_condition=FOLLOW_UPSTREAM,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="One digest of new anomaly and stock alerts, highest severity first. The ledger "
+                "(ops.alerts_pending / ops.alerts_sent) sends every alert once; when SMTP is down "
+                "the run fails and the alerts go out with the next run.",
+)
+def alert_digest(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
+    _, as_of = partition_dates(context)
+    try:
+        mail = mailer.mailer(folders.path("exports", "outbox"))
+        recipients = mailer.recipients()
+    except MailConfigError as exc:
+        raise dg.Failure(f"mail settings: {exc}", allow_retries=False) from None
+    with warehouse.get_connection() as con:
+        try:
+            result = run_alerts(con, as_of, mail, recipients, shop_name=SHOP.shop_name)
+        except MailDeliveryError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None
+    return dg.MaterializeResult(metadata={"as_of": str(as_of), **result.metadata()})
+
+
+report_assets = [daily_report, weekly_report, monthly_report, alert_digest]
+
+weekly_report_job = dg.define_asset_job("weekly_report_job", selection=[weekly_report],
+                                        partitions_def=weekly_partitions)
+monthly_report_job = dg.define_asset_job("monthly_report_job", selection=[monthly_report],
+                                         partitions_def=monthly_partitions)
+weekly_report_schedule = dg.build_schedule_from_partitioned_job(
+    weekly_report_job, name="weekly_report_schedule", hour_of_day=7, minute_of_hour=0,
+    default_status=dg.DefaultScheduleStatus.RUNNING)
+monthly_report_schedule = dg.build_schedule_from_partitioned_job(
+    monthly_report_job, name="monthly_report_schedule", hour_of_day=7, minute_of_hour=30,
+    default_status=dg.DefaultScheduleStatus.RUNNING)
