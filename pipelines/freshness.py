@@ -20,8 +20,7 @@ from assets.marts import (
     STOCK_STATUS,
     TOP_PRODUCTS,
 )
-from pipelines.jobs import daily_at
-from pipelines.partitions import SHOP
+from pipelines.partitions import SHOP, daily_at
 
 DEADLINE_HOURS_AFTER_SCHEDULE = 3
 

@@ -11,41 +11,29 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from pipelines.partitions import SHOP
+from pipelines.freshness import freshness_checks
+from pipelines.partitions import SHOP, daily_at
 
 RAW_GROUP = "extract"
 
 # Weekly and monthly reports have their own partitions and schedules.
 PERIODIC_REPORTS = dg.AssetSelection.assets(["reports", "weekly"], ["reports", "monthly"])
+# Freshness checks are evaluated by their sensor, not inside runs.
+FRESHNESS = dg.AssetSelection.checks(*freshness_checks)
 
 daily_job = dg.define_asset_job(
     name="daily_job",
-    selection=dg.AssetSelection.all() - PERIODIC_REPORTS,
+    selection=dg.AssetSelection.all() - PERIODIC_REPORTS - FRESHNESS,
     description="Every asset for a day, or for a range of days as a single run (backfills).",
 )
 
 extract_job = dg.define_asset_job(
     name="extract_job",
-    selection=dg.AssetSelection.groups(RAW_GROUP),
+    selection=dg.AssetSelection.groups(RAW_GROUP) - FRESHNESS,
     description="Read products, inventory, stock and the day's sales from the core into raw.*.",
 )
-
-
-def daily_at(environ=None) -> tuple[int, int]:
-    """``SALESFLOW_DAILY_AT`` as (hour, minute); ``HH:MM`` in the shop's timezone."""
-    text = ((environ or os.environ).get("SALESFLOW_DAILY_AT") or "06:00").strip()
-    try:
-        hour_text, minute_text = text.split(":")
-        hour, minute = int(hour_text), int(minute_text)
-    except ValueError:
-        raise ValueError(f"SALESFLOW_DAILY_AT must look like 06:00, got {text!r}") from None
-    if not (0 <= hour < 24 and 0 <= minute < 60):
-        raise ValueError(f"SALESFLOW_DAILY_AT must be a time of day, got {text!r}")
-    return hour, minute
 
 
 _HOUR, _MINUTE = daily_at()

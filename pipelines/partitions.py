@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -31,3 +32,16 @@ weekly_partitions = dg.WeeklyPartitionsDefinition(
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=SHOP.partitions_start, timezone=SHOP.timezone
 )
+
+
+def daily_at(environ=None) -> tuple[int, int]:
+    """``SALESFLOW_DAILY_AT`` as (hour, minute); ``HH:MM`` in the shop's timezone."""
+    text = ((os.environ if environ is None else environ).get("SALESFLOW_DAILY_AT") or "06:00").strip()
+    try:
+        hour_text, minute_text = text.split(":")
+        hour, minute = int(hour_text), int(minute_text)
+    except ValueError:
+        raise ValueError(f"SALESFLOW_DAILY_AT must look like 06:00, got {text!r}") from None
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        raise ValueError(f"SALESFLOW_DAILY_AT must be a time of day, got {text!r}")
+    return hour, minute

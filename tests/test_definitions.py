@@ -32,7 +32,7 @@ def test_daily_schedule_extracts_yesterdays_partition_at_six():
 
 
 def test_daily_time_is_configurable_and_checked():
-    from pipelines.jobs import daily_at
+    from pipelines.partitions import daily_at
 
     assert daily_at({}) == (6, 0)
     assert daily_at({"SALESFLOW_DAILY_AT": "21:45"}) == (21, 45)

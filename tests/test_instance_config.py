@@ -91,3 +91,95 @@ def test_runs_events_and_pools_on_postgres(tmp_path, monkeypatch, pg_database, c
         checks = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey(["raw", "sales"]), "reconciles_with_core"), limit=1)
         assert checks and checks[0].run_id == result.run_id
+
+
+CHILD_EXTRACT = """
+import sys
+from datetime import date
+import dagster as dg
+from pipelines.definitions import defs
+with dg.DagsterInstance.get() as instance:
+    result = defs.resolve_job_def("extract_job").execute_in_process(
+        instance=instance, partition_key=sys.argv[1], raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_concurrent_runs_never_fail_on_the_warehouse_lock(tmp_path, monkeypatch, pg_database, core_state):
+    """A backfill of the whole history, the daily extraction and a spreadsheet import start at
+    the same moment, as three processes on one PostgreSQL instance and one warehouse file: all
+    succeed, and no two steps of the warehouse pool ever run at the same time."""
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+    if os.environ.get("SALESFLOW_TEST_POOL_LIMIT"):  # to see the test fail without the pool
+        text = (home / "dagster.yaml").read_text()
+        (home / "dagster.yaml").write_text(text.replace("default_limit: 1", "default_limit: "
+                                                        + os.environ["SALESFLOW_TEST_POOL_LIMIT"]))
+    pg_env = {"DAGSTER_PG_HOST": PG_HOST, "DAGSTER_PG_PORT": str(PG_PORT),
+              "DAGSTER_PG_USER": os.environ.get("PGUSER", "postgres"), "DAGSTER_PG_PASSWORD": "",
+              "DAGSTER_PG_DB": pg_database}
+    for k, v in pg_env.items():
+        monkeypatch.setenv(k, v)
+    (tmp_path / "inbox").mkdir()
+    expenses = tmp_path / "expenses-june.csv"
+    expenses.write_text("date,category,amount,description\n2025-06-01,Rent,1200.00,June rent\n"
+                        "2025-06-15,Utilities,85.40,Power\n")
+    with running_emulator(core_state, clock=FixedClock(CORE_NOW)) as emu:
+        env = {**os.environ, **pg_env, "DAGSTER_HOME": str(home), "SALESFLOW_CORE_URL": emu.url,
+               "SALESFLOW_CORE_PHONE": emu.admin[0], "SALESFLOW_CORE_PASSWORD": emu.admin[1],
+               "SALESFLOW_WAREHOUSE": str(tmp_path / "w.duckdb"), "SALESFLOW_HOME": str(tmp_path),
+               "PYTHONPATH": str(ROOT)}
+        bin_dir = Path(sys.executable).parent
+        commands = {
+            "backfill": [str(bin_dir / "salesflow"), "materialize", "--as-of", str(SHOP_END)],
+            "extract": [sys.executable, "-c", CHILD_EXTRACT, str(SHOP_END)],
+            "import": [str(bin_dir / "salesflow"), "import", str(expenses)],
+        }
+        def start(name):
+            return subprocess.Popen(commands[name], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+
+        # the backfill first; the others as soon as its run has started, so that they meet
+        procs = {"backfill": start("backfill")}
+        with dg.DagsterInstance.from_config(str(home)) as watcher:
+            deadline = time.monotonic() + 180
+            while not watcher.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                assert procs["backfill"].poll() is None, procs["backfill"].communicate()[0][-3000:]
+                assert time.monotonic() < deadline, "the backfill run did not start"
+                time.sleep(0.2)
+        procs |= {name: start(name) for name in ("extract", "import")}
+        outputs = {name: p.communicate(timeout=600)[0] for name, p in procs.items()}
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name} failed:\n{outputs[name][-3000:]}"
+        assert "Could not set lock" not in outputs[name], name
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) >= 3
+        intervals = []
+        for run in runs:
+            started = {}
+            for record in instance.all_logs(run.run_id):
+                event = record.dagster_event
+                if event is None or not event.step_key or event.step_key.startswith("freshness_check"):
+                    continue
+                if event.event_type_value == "STEP_START":
+                    started[event.step_key] = record.timestamp
+                elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
+                    intervals.append((started.pop(event.step_key), record.timestamp, run.run_id, event.step_key))
+        assert len({run_id for *_, run_id, _ in intervals}) >= 3
+        for s1, e1, r1, k1 in intervals:
+            for s2, e2, r2, k2 in intervals:
+                if r1 != r2:
+                    assert e1 <= s2 or e2 <= s1, f"{k1} of run {r1[:8]} overlapped {k2} of run {r2[:8]}"
+    con = __import__("duckdb").connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM raw.expenses").fetchone()[0] == 2
+    assert con.execute("SELECT max(sale_date) FROM raw.sales").fetchone()[0] == SHOP_END
+    con.close()
