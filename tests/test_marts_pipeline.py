@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -36,6 +37,13 @@ def test_daily_run_builds_checks_and_exports_every_mart(tmp_path, core_state, sm
     assert con.execute("SELECT count(*) FROM marts.stock_status WHERE as_of = ?", [SHOP_END]).fetchone()[0] == len(
         small_shop.products)
     assert con.execute("SELECT count(*) FROM marts.customer_rfm").fetchone()[0] > 0
+    # forecasts from the as-of day: TOTAL for the next 28 days, one chosen model per series
+    total = con.execute("SELECT min(ds), max(ds), count(*) FROM ml.sales_forecast "
+                        "WHERE as_of = ? AND series_id = 'TOTAL'", [SHOP_END]).fetchone()
+    assert total == (date(2025, 7, 1), date(2025, 7, 28), 28)
+    assert con.execute("SELECT count(*) FROM ml.forecast_backtest WHERE as_of = ? AND chosen "
+                       "GROUP BY series_id HAVING count(*) <> 1", [SHOP_END]).fetchall() == []
+    assert con.execute("SELECT count(DISTINCT series_id) FROM ml.sales_forecast").fetchone()[0] > 1
     tables = [r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts' ORDER BY 1").fetchall()]
     con.close()

@@ -1,0 +1,137 @@
+"""Forecasts, their backtest, and anomalies on sales and stock (``ml.*``)."""
+
+import base64
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.extract import RAW_STOCK_SNAPSHOTS
+from assets.marts import DAILY_SALES, PRODUCT_DAILY_SALES
+from assets.reports import SALES_ANOMALIES, SALES_FORECAST
+from pipelines.automation import FOLLOW_UPSTREAM
+from pipelines.partitions import SHOP, daily_partitions, partition_dates
+from resources import WAREHOUSE_POOL, WarehouseResource
+from salesflow import anomalies, forecast
+from salesflow.warehouse import transaction
+
+FORECAST_BACKTEST = dg.AssetKey(["ml", "forecast_backtest"])
+
+
+class ForecastRunConfig(dg.Config):
+    horizon_days: int = Field(default=28, description="Days forecast after the as-of day")
+    n_jobs: int = Field(default=2, description="Processes for model fitting")
+
+
+class AnomalyRunConfig(dg.Config):
+    lookback_days: int = Field(default=7, description="Days (ending on the as-of day) reported")
+
+
+def _inputs(con, as_of):
+    daily = con.execute("SELECT sale_date, orders, revenue FROM marts.daily_sales WHERE sale_date <= ? "
+                        "ORDER BY sale_date", [as_of]).df()
+    product_daily = con.execute("SELECT sale_date, sku, orders, units, revenue FROM marts.product_daily_sales "
+                                "WHERE sale_date <= ? ORDER BY sale_date, sku", [as_of]).df()
+    return daily, product_daily
+
+
+def _replace(con, table: str, as_of, frame: pd.DataFrame) -> None:
+    with transaction(con):
+        con.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
+        if len(frame):
+            con.register("_ml_rows", frame)
+            columns = ", ".join(f'"{c}"' for c in frame.columns)
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
+            con.unregister("_ml_rows")
+
+
+def _png_md(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(SALES_FORECAST, group_name="ml", kinds={"duckdb", "statsforecast"},
+                     partitions_def=daily_partitions, deps=[DAILY_SALES, PRODUCT_DAILY_SALES],
+                     automation_condition=FOLLOW_UPSTREAM,
+                     description="Daily forecast after the as-of day for TOTAL (revenue) and every sku "
+                                 "with enough history (units), with 80% and 95% bands."),
+        dg.AssetSpec(FORECAST_BACKTEST, group_name="ml", kinds={"duckdb"}, partitions_def=daily_partitions,
+                     deps=[DAILY_SALES, PRODUCT_DAILY_SALES], automation_condition=FOLLOW_UPSTREAM,
+                     description="Rolling-origin backtest per series and candidate model: MASE, sMAPE, "
+                                 "interval coverage, the chosen model and why."),
+    ],
+    check_specs=[dg.AssetCheckSpec("bands_are_ordered", asset=SALES_FORECAST, blocking=True,
+                                   description="lo95 <= lo80 <= yhat <= hi80 <= hi95, none negative")],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+)
+def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, warehouse: WarehouseResource):
+    """A range run (a backfill) forecasts from its last day only."""
+    _, as_of = partition_dates(context)
+    with warehouse.get_connection() as con:
+        daily, product_daily = _inputs(con, as_of)
+        series = forecast.build_series(daily, product_daily, as_of)
+        if series.empty:
+            raise dg.Failure(f"no sales up to {as_of}: nothing to forecast", allow_retries=False)
+        fc, bt = forecast.forecast(series, as_of, config.horizon_days, n_jobs=config.n_jobs)
+        _replace(con, "ml.sales_forecast", as_of, fc)
+        _replace(con, "ml.forecast_backtest", as_of, bt)
+        disordered = con.execute(
+            """SELECT series_id, ds FROM ml.sales_forecast WHERE as_of = ? AND NOT (
+                   0 <= yhat_lo_95 AND yhat_lo_95 <= yhat_lo_80 AND yhat_lo_80 <= yhat
+                   AND yhat <= yhat_hi_80 AND yhat_hi_80 <= yhat_hi_95) LIMIT 10""", [as_of]).fetchall()
+    chart = forecast.forecast_chart_png(series, fc, forecast.TOTAL, title=f"TOTAL revenue ({SHOP.currency})")
+    chosen = bt[bt["chosen"]] if "chosen" in bt else bt
+    yield dg.MaterializeResult(asset_key=SALES_FORECAST, metadata={
+        "as_of": str(as_of), "dagster/row_count": len(fc), "series": int(fc["series_id"].nunique()),
+        "horizon_days": config.horizon_days,
+        "models": dg.MetadataValue.json(chosen["model"].value_counts().to_dict() if len(chosen) else {}),
+        "chart": dg.MetadataValue.md(_png_md(chart, "TOTAL: actuals and forecast band")),
+    })
+    yield dg.MaterializeResult(asset_key=FORECAST_BACKTEST, metadata={
+        "as_of": str(as_of), "dagster/row_count": len(bt),
+        "summary": dg.MetadataValue.md(forecast.backtest_summary_markdown(bt)),
+        "chart": dg.MetadataValue.md(_png_md(chart, "TOTAL: actuals and forecast band")),
+    })
+    yield dg.AssetCheckResult(check_name="bands_are_ordered", asset_key=SALES_FORECAST, passed=not disordered,
+                              metadata={"examples": dg.MetadataValue.json([[s, str(d)] for s, d in disordered])})
+
+
+@dg.asset(
+    key=SALES_ANOMALIES, group_name="ml", kinds={"duckdb"}, partitions_def=daily_partitions,
+    deps=[DAILY_SALES, PRODUCT_DAILY_SALES, RAW_STOCK_SNAPSHOTS], pool=WAREHOUSE_POOL,
+    automation_condition=FOLLOW_UPSTREAM, backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Unusual days of TOTAL revenue and sku units (weekday- and year-aware robust scores, "
+                "spike or drop, severity, expected value and band), and stock that fell by more "
+                "than the units sold. A range run reports every day of its range.",
+)
+def sales_anomalies(context: dg.AssetExecutionContext, config: AnomalyRunConfig,
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+    start, as_of = partition_dates(context)
+    lookback = max(config.lookback_days, (as_of - start).days + 1)
+    with warehouse.get_connection() as con:
+        daily, product_daily = _inputs(con, as_of)
+        # orders and revenue per day too: scores count orders (one customer buying a case is not
+        # a spike) and cut-price days (promotions) do not alarm
+        series = forecast.build_series(daily, product_daily, as_of, min_history=28, min_sale_days=1,
+                                       detail=True)
+        found = anomalies.detect_sales_anomalies(
+            series, as_of, lookback, config=anomalies.SalesAnomalyConfig(currency=SHOP.currency))
+        snapshots = con.execute("SELECT snapshot_date, sku, stock_quantity FROM raw.stock_snapshots "
+                                "WHERE snapshot_date <= ?", [as_of]).df()
+        stock = anomalies.detect_stock_anomalies(snapshots, product_daily[["sale_date", "sku", "units"]],
+                                                 as_of, lookback)
+        rows = pd.concat([f for f in (found, stock) if len(f)], ignore_index=True) if len(found) or len(stock) \
+            else found
+        _replace(con, "ml.sales_anomalies", as_of, rows)
+    preview = rows.sort_values("score", ascending=False).head(10) if len(rows) else rows
+    return dg.MaterializeResult(metadata={
+        "as_of": str(as_of), "days_scanned": lookback, "dagster/row_count": len(rows),
+        "by_severity": dg.MetadataValue.json(rows["severity"].value_counts().to_dict() if len(rows) else {}),
+        "top": dg.MetadataValue.md(preview[["series_id", "ds", "observed", "expected", "direction", "severity",
+                                            "kind"]].to_markdown(index=False) if len(preview) else "_none_"),
+    })
+
+
+ml_assets = [forecasts, sales_anomalies]

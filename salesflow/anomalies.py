@@ -1,0 +1,654 @@
+"""Sales and stock anomalies (``ml.sales_anomalies``): one row per unusual day, ready for an email.
+
+Sales (``detect_sales_anomalies``)
+----------------------------------
+The series are the forecasting ones (``salesflow.forecast.build_series(..., detail=True)``):
+``TOTAL`` revenue and units per sku, with the number of orders and the revenue of each day.
+Rows report revenue (``TOTAL``) or units (skus); the *score* is computed on the number of
+orders, a count of independent purchases that one customer buying a case does not inflate
+(without an ``orders`` column the reported figure itself is scored, as counts for skus). Every
+day is compared with what the days before it lead to expect: a daily run, which reads the last
+``CONTEXT_DAYS`` only, reports the same rows as scoring the whole history does for those days.
+
+* weekday profile: each weekday's mean over the last 12 weeks, shrunk for sparse sellers
+  towards the shop's (``TOTAL``'s) weekday shares of the same weeks;
+* level: the weekday-adjusted mean of the last 28 days, leaving out days that were unusual,
+  runs of zero sales too long for the product's level (out of stock, delisted) and promotion
+  days (sold at least 5% below the recent median unit price);
+* expected = level x weekday factor, times the calendar and shop factors below.
+
+Counts are scored against a negative binomial with that mean and the series' own trailing
+dispersion: ``score`` is the normal quantile of the tail probability (signed). A day is
+anomalous when it lies outside ``[lower, upper]``: ``|score| >= z`` *and* a relative effect of
+at least ``spike_ratio`` (``drop_ratio`` below) *and*, for a sku, ``min_units`` units away from
+the expected value, with spikes scored only for skus expected to sell ``min_expected`` units
+and not on promotion days. Severity follows the size of the effect: ``high`` at 4x or more (a
+quarter or less), ``medium`` at 3x (a third), else ``low``. ``kind`` is ``spike``, ``drop``, or
+``outage`` for a ``TOTAL`` day at 10% of the expected or less.
+
+Recurring calendar effects are learnt from the history, not from a holiday list: an unusual day
+is compared with the same date one year before (364/365/366 days: fixed-date holidays such as 25
+December) and the same weekday 52/53 weeks before (the n-th weekday of a month, such as Black
+Friday). When one of those days was unusual in the same direction, by a ratio within a factor 2,
+its observed/expected ratio becomes part of this year's expectation: the effect alarms in its
+first year at most. On a day the whole shop moved (``TOTAL`` unusual, calendar days included)
+a sku may follow the shop or not, so its band covers both: one row for the shop, not one per
+product.
+
+Stock (``detect_stock_anomalies``)
+----------------------------------
+Between two consecutive snapshots the stock should fall by the units sold in between. Stock
+that falls further (breakage, theft, a miscount) is an anomaly: ``expected`` is the previous
+stock minus the units sold, ``lower`` that minus the tolerance, ``upper`` is empty (an increase
+is a delivery), severity by the share of the previous stock lost (half: ``high``, a fifth:
+``medium``), kind ``stock_drop``.
+
+Rows have the ``ml.sales_anomalies`` columns: ``as_of, series_id, ds, observed, expected,
+lower, upper, score, direction`` (``up``/``down``) ``, severity`` (``low``/``medium``/``high``,
+the words of ``marts.stock_status``) ``, kind, note`` (a sentence for the alert email).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from salesflow.forecast import TOTAL
+
+ANOMALY_COLUMNS = [
+    "as_of", "series_id", "ds", "observed", "expected", "lower", "upper", "score", "direction",
+    "severity", "kind", "note",
+]
+SEVERITY_ORDER = {"low": 1, "medium": 2, "high": 3}
+_YEAR_LAGS = (364, 371, 365, 366)
+CONTEXT_DAYS = 2 * 365
+ALPHA_PRIOR = 0.1
+ALPHA_PRIOR_DAYS = 28.0
+ALPHA_MIN = 0.005
+ALPHA_MAX = 2.0
+
+
+@dataclass(frozen=True)
+class SalesAnomalyConfig:
+    """Thresholds of ``detect_sales_anomalies``."""
+
+    z: float = 4.0
+    spike_ratio: float = 2.5
+    drop_ratio: float = 0.4
+    min_units: float = 4.0
+    min_expected: float = 2.0
+    promotion_cut: float = 0.05
+    level_days: int = 28
+    weekday_weeks: int = 12
+    spread_days: int = 91
+    min_history: int = 28
+    weekday_prior_days: float = 14.0
+    spread_floor: float = 0.5
+    unavailable_mass: float = 6.0
+    calendar_z: float = 3.0
+    calendar_tolerance: float = math.log(2.0)
+    outage_ratio: float = 0.1
+    currency: str = ""
+
+
+# --------------------------------------------------------------------------- series math
+
+def _trailing_sum(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of ``x[t-k .. t-1]`` for every ``t``."""
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    idx = np.arange(len(x))
+    lo = np.maximum(idx - k, 0)
+    return c[idx] - c[lo], (idx - lo).astype(float)
+
+
+def _weekday_factor(y: np.ndarray, dow: np.ndarray, weeks: int, prior: np.ndarray,
+                    prior_days: float, seen: np.ndarray) -> np.ndarray:
+    """Trailing weekday factor of each day (mean 1 over a week), from the ``seen`` days of the
+    last ``weeks`` weeks plus ``prior_days`` pseudo-days spread as ``prior`` (weekday shares,
+    one row per day or one for all)."""
+    n = len(y)
+    vals = np.zeros((n, 7))
+    cnt = np.zeros((n, 7))
+    vals[np.arange(n), dow] = np.where(seen, y, 0.0)
+    cnt[np.arange(n), dow] = seen
+    cv = np.vstack([np.zeros(7), np.cumsum(vals, axis=0)])
+    cc = np.vstack([np.zeros(7), np.cumsum(cnt, axis=0)])
+    idx = np.arange(n)
+    lo = np.maximum(idx - 7 * weeks, 0)
+    sums, counts = cv[idx] - cv[lo], cc[idx] - cc[lo]
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    k = counts.sum(axis=1)
+    m = np.divide(sums.sum(axis=1), k, out=np.zeros(n), where=k > 0)
+    # Each weekday's mean, shrunk towards the prior shape by pseudo-days at the overall mean.
+    prior = np.broadcast_to(prior, (n, 7))
+    shrunk = (means * counts + prior_days * prior * m[:, None]) / (counts + prior_days / 7)
+    total = shrunk.sum(axis=1)
+    return np.divide(7 * shrunk[idx, dow], total, out=np.ones(n), where=total > 0)
+
+
+def _weekday_shares(y: np.ndarray, dow: np.ndarray, weeks: int, seen: np.ndarray) -> np.ndarray:
+    """Each day's trailing share of each weekday over the ``seen`` days (rows sum to 1; even
+    shares until every weekday was seen twice)."""
+    n = len(y)
+    vals = np.zeros((n, 7))
+    cnt = np.zeros((n, 7))
+    vals[np.arange(n), dow] = np.where(seen, y, 0.0)
+    cnt[np.arange(n), dow] = seen
+    cv = np.vstack([np.zeros(7), np.cumsum(vals, axis=0)])
+    cc = np.vstack([np.zeros(7), np.cumsum(cnt, axis=0)])
+    idx = np.arange(n)
+    lo = np.maximum(idx - 7 * weeks, 0)
+    counts = cc[idx] - cc[lo]
+    means = np.divide(cv[idx] - cv[lo], counts, out=np.zeros((n, 7)), where=counts > 0)
+    total = means.sum(axis=1, keepdims=True)
+    ok = (total > 0) & (counts.min(axis=1, keepdims=True) >= 2)
+    return np.divide(means, total, out=np.full((n, 7), 1 / 7), where=ok)
+
+
+def _level(y: np.ndarray, w: np.ndarray, days: int, seen: np.ndarray) -> np.ndarray:
+    """Weekday-adjusted mean of the ``seen`` days among the last ``days``; of all of them when
+    fewer than half were seen (a long gap is the new normal, not an exception)."""
+    adj = y / np.maximum(w, 1e-3)
+    s, _ = _trailing_sum(np.where(seen, adj, 0.0), days)
+    c, _ = _trailing_sum(seen.astype(float), days)
+    s_all, c_all = _trailing_sum(adj, days)
+    mean_seen = np.divide(s, c, out=np.zeros(len(y)), where=c > 0)
+    mean_all = np.divide(s_all, c_all, out=np.full(len(y), np.nan), where=c_all >= min(7, days))
+    return np.where(c >= c_all / 2, mean_seen, mean_all)
+
+
+def _spread(r: np.ndarray, days: int, floor: np.ndarray | float) -> np.ndarray:
+    """Robust trailing spread (interquartile range / 1.349) of the residuals ``r``."""
+    prev = pd.Series(r).shift(1)
+    roll = prev.rolling(days, min_periods=14)
+    iqr = (roll.quantile(0.75) - roll.quantile(0.25)).to_numpy() / 1.349
+    return np.maximum(np.nan_to_num(iqr, nan=0.0), floor)
+
+
+def _dispersion(x: np.ndarray, expected: np.ndarray, ok: np.ndarray, days: int) -> np.ndarray:
+    """Trailing negative-binomial dispersion ``alpha`` (variance = m + alpha m²) of counts,
+    shrunk towards ALPHA_PRIOR by ALPHA_PRIOR_DAYS pseudo-days."""
+    e = np.where(ok, np.nan_to_num(expected, nan=0.0), 0.0)
+    excess = np.where(ok, (x - e) ** 2 - e, 0.0)
+    s_ex, _ = _trailing_sum(excess, days)
+    s_e2, _ = _trailing_sum(e * e, days)
+    n_ok, _ = _trailing_sum(ok.astype(float), days)
+    mean_e2 = np.divide(s_e2, n_ok, out=np.zeros(len(x)), where=n_ok > 0)
+    alpha = (s_ex + ALPHA_PRIOR * ALPHA_PRIOR_DAYS * mean_e2) / (
+        s_e2 + ALPHA_PRIOR_DAYS * mean_e2 + 1e-12)
+    return np.clip(np.nan_to_num(alpha, nan=ALPHA_PRIOR), ALPHA_MIN, ALPHA_MAX)
+
+
+def _nb(expected: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, p)`` of scipy's negative binomial with mean ``expected`` and dispersion ``alpha``."""
+    m = np.maximum(expected, 1e-9)
+    n = 1.0 / alpha
+    return n, n / (n + m)
+
+
+def _count_z(x: np.ndarray, expected: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Signed normal score of a count's tail probability under the negative binomial."""
+    from scipy import stats
+
+    n, p = _nb(expected, alpha)
+    p_up = stats.nbinom.sf(x - 1, n, p)
+    p_dn = stats.nbinom.cdf(x, n, p)
+    up = np.clip(stats.norm.isf(np.clip(p_up, 1e-300, 1.0)), 0.0, None)
+    dn = np.clip(stats.norm.isf(np.clip(p_dn, 1e-300, 1.0)), 0.0, None)
+    return np.where(x >= expected, up, -dn)
+
+
+def _count_bounds(expected: np.ndarray, alpha: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Counts below ``lower`` or above ``upper`` have a tail probability under ``z``'s."""
+    from scipy import stats
+
+    q = float(stats.norm.sf(z))
+    n, p = _nb(expected, alpha)
+    return stats.nbinom.ppf(q, n, p), stats.nbinom.isf(q, n, p)
+
+
+def _unavailable(y: np.ndarray, expected: np.ndarray, mass: float) -> np.ndarray:
+    """Days inside a run of zero sales too long for the expected level (out of stock, not
+    listed, closed): the run's expected total is at least ``mass``."""
+    n = len(y)
+    out = np.zeros(n, dtype=bool)
+    e = np.nan_to_num(expected, nan=0.0)
+    i = 0
+    while i < n:
+        if y[i] > 0:
+            i += 1
+            continue
+        j = i
+        while j < n and y[j] <= 0:
+            j += 1
+        if j - i >= 2 and e[i:j].sum() >= mass:
+            out[i:j] = True
+        i = j
+    return out
+
+
+@dataclass
+class _Scored:
+    expected: np.ndarray
+    z: np.ndarray
+    unavailable: np.ndarray
+    alpha: np.ndarray
+    spread: np.ndarray
+    seen: np.ndarray | None = None
+
+
+def _z(x, expected, alpha, spread, counts: bool) -> np.ndarray:
+    e = np.nan_to_num(expected, nan=0.0)
+    if counts:
+        return _count_z(x, e, alpha)
+    return (np.sqrt(x) - np.sqrt(e)) / spread
+
+
+def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
+           cfg: SalesAnomalyConfig, counts: bool, runs: bool,
+           exclude: np.ndarray | None = None) -> _Scored:
+    """Expected value and score of every day from the days before it. The second pass leaves
+    out the first pass's anomalous days and the zero runs of an unavailable product."""
+    n = len(x)
+    warm = np.arange(n) >= cfg.min_history
+    seen = np.ones(n, dtype=bool)
+    w = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
+    exp1 = _level(x, w, cfg.level_days, seen) * w
+    ok1 = warm & np.isfinite(exp1)
+    r1 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp1, nan=0.0))
+    s1 = _spread(np.where(ok1, r1, np.nan), cfg.spread_days, cfg.spread_floor if counts else 0.0)
+    a1 = _dispersion(x, exp1, ok1, cfg.spread_days)
+    z1 = np.where(ok1, _z(x, exp1, a1, np.maximum(s1, 1e-9), counts), 0.0)
+    gone = _unavailable(x, exp1, cfg.unavailable_mass) if runs else np.zeros(n, dtype=bool)
+    seen = ~gone & ~(np.abs(z1) >= cfg.calendar_z)
+    if exclude is not None:
+        seen &= ~exclude
+    w2 = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
+    exp2 = _level(x, w2, cfg.level_days, seen) * w2
+    ok2 = warm & np.isfinite(exp2)
+    r2 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp2, nan=0.0))
+    s2 = np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days,
+                            cfg.spread_floor if counts else 0.0), 1e-9)
+    a2 = _dispersion(x, exp2, ok2 & seen, cfg.spread_days)
+    z2 = np.where(ok2, _z(x, exp2, a2, s2, counts), 0.0)
+    return _Scored(exp2, z2, gone, a2, s2, seen)
+
+
+def _ratio(obs: np.ndarray, exp: np.ndarray, eps: float) -> np.ndarray:
+    return (obs + eps) / (np.maximum(exp, 0.0) + eps)
+
+
+def _calendar_factor(x: np.ndarray, expected: np.ndarray, sc: _Scored, cfg: SalesAnomalyConfig,
+                     eps: float) -> np.ndarray:
+    """For an unusual day: the observed/expected ratio of the closest unusual day in the same
+    direction a year before (same date or same weekday 52/53 weeks back); 1 otherwise."""
+    n = len(x)
+    ratio = _ratio(x, expected, eps)
+    log_now = np.log(ratio)
+    unusual = np.abs(sc.z) >= cfg.calendar_z
+    best = np.ones(n)
+    gap = np.full(n, cfg.calendar_tolerance)
+    for lag in _YEAR_LAGS:
+        if n <= lag:
+            continue
+        past_r = np.ones(n)
+        past_u = np.zeros(n, dtype=bool)
+        past_r[lag:] = ratio[:-lag]
+        past_u[lag:] = unusual[:-lag]
+        log_past = np.log(past_r)
+        d = np.abs(log_past - log_now)
+        take = unusual & past_u & (np.sign(log_past) == np.sign(log_now)) & (d < gap)
+        best = np.where(take, past_r, best)
+        gap = np.where(take, d, gap)
+    return best
+
+
+# --------------------------------------------------------------------------- sales
+
+def _fmt(value: float, unit: str, currency: str) -> str:
+    if unit == "revenue":
+        text = f"{value:,.2f}"
+        return f"{text} {currency}".strip()
+    if abs(value - round(value)) < 1e-9:
+        n = int(round(value))
+        return f"{n} unit{'' if n == 1 else 's'}"
+    return f"{value:,.1f} units"
+
+
+def _sales_note(uid: str, day: date, obs: float, exp: float, lo: float, hi: float,
+                kind: str, severity: str, currency: str) -> str:
+    unit = "revenue" if uid == TOTAL else "units"
+    what = "Shop revenue" if uid == TOTAL else f"Sales of {uid}"
+    when = f"{day:%a %d %b %Y}"
+    if exp > 0:
+        r = obs / exp
+        rel = (f"{r:.1f}x the expected {_fmt(exp, unit, currency)}" if r >= 1
+               else f"{(1 - r) * 100:.0f}% below the expected {_fmt(exp, unit, currency)}")
+    else:
+        rel = f"against an expected {_fmt(exp, unit, currency)}"
+    label = {"spike": "a spike", "drop": "a drop", "outage": "almost no sales (outage or closure?)"}
+    return (f"{what} on {when}: {_fmt(obs, unit, currency)}, {rel} (usual range "
+            f"{_fmt(lo, unit, currency)} to {_fmt(hi, unit, currency)}); {label[kind]}, "
+            f"{severity} severity.")
+
+
+def _severity(ratio: float, up: bool) -> str:
+    if up:
+        return "high" if ratio >= 4 else "medium" if ratio >= 3 else "low"
+    return "high" if ratio <= 0.25 else "medium" if ratio <= 1 / 3 else "low"
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract dtypes, also for an empty frame."""
+    for col in ("observed", "expected", "lower", "upper", "score"):
+        frame[col] = frame[col].astype(float)
+    return frame
+
+
+def _prepare(series: pd.DataFrame, end: pd.Timestamp) -> dict[str, tuple]:
+    """``{uid: (days, y, counts, revenue)}`` with zero days filled; ``counts`` is the ``orders``
+    column when the frame has one (else ``y``), ``revenue`` the ``revenue`` column (else None)."""
+    ds = pd.to_datetime(series["ds"]).dt.normalize()
+    keep = (ds <= end).to_numpy()
+
+    def col(name: str) -> np.ndarray:
+        v = pd.to_numeric(series[name].astype(float), errors="coerce").fillna(0.0).clip(lower=0.0)
+        return v.to_numpy()[keep]
+
+    has_counts = "orders" in series.columns
+    has_revenue = "revenue" in series.columns
+    s = pd.DataFrame({
+        "unique_id": series["unique_id"].astype(str).to_numpy()[keep],
+        "ds": ds.to_numpy()[keep],
+        "y": col("y"),
+        "c": col("orders") if has_counts else col("y"),
+        "r": col("revenue") if has_revenue else col("y"),
+    })
+    out = {}
+    for uid, g in s.groupby("unique_id", sort=True):
+        first = g["ds"].min()
+        days = pd.date_range(first, end, freq="D")
+        idx = (g["ds"] - first).dt.days.to_numpy()
+        arrays = []
+        for name in ("y", "c", "r"):
+            v = np.zeros(len(days))
+            np.add.at(v, idx, g[name].to_numpy(float))
+            arrays.append(v)
+        y, c, r = arrays
+        out[uid] = (days, y, c if has_counts else y, r if has_revenue else None)
+    return out
+
+
+def _promotion(units: np.ndarray, revenue: np.ndarray | None, cut: float, days: int) -> np.ndarray:
+    """Days sold at a unit price at least ``cut`` below the median price of the previous
+    ``days`` selling days (a promotion explains a spike)."""
+    n = len(units)
+    if revenue is None or n == 0:
+        return np.zeros(n, dtype=bool)
+    price = pd.Series(np.where(units > 0, revenue / np.where(units > 0, units, 1.0), np.nan))
+    ref = price.shift(1).rolling(days, min_periods=3).median().ffill()
+    return (price <= (1.0 - cut) * ref).fillna(False).to_numpy(bool)
+
+
+def _band(x_expected: np.ndarray, sc: _Scored, cfg: SalesAnomalyConfig, counts: bool,
+          min_abs: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Counts outside ``[lower, upper]`` are significant (``cfg.z``) *and* large (ratio, and
+    ``min_abs`` away from the expected value)."""
+    if counts:
+        lo_z, hi_z = _count_bounds(x_expected, sc.alpha, cfg.z)
+        lo_z, hi_z = lo_z - 0.5, hi_z + 0.5
+    else:
+        root = np.sqrt(x_expected)
+        lo_z = np.maximum(root - cfg.z * sc.spread, 0.0) ** 2
+        hi_z = (root + cfg.z * sc.spread) ** 2
+    upper = np.maximum.reduce([hi_z, x_expected * cfg.spike_ratio, x_expected + min_abs])
+    lower = np.minimum.reduce([lo_z, x_expected * cfg.drop_ratio, x_expected - min_abs])
+    return np.maximum(lower, 0.0), upper
+
+
+def _per_count(y: np.ndarray, c: np.ndarray, seen: np.ndarray, days: int) -> np.ndarray:
+    """Trailing units (or revenue) per counted order; 1 where nothing was counted yet."""
+    sy, _ = _trailing_sum(np.where(seen, y, 0.0), days)
+    sc, _ = _trailing_sum(np.where(seen, c, 0.0), days)
+    return np.divide(sy, sc, out=np.ones(len(y)), where=sc > 0)
+
+
+def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
+                 revenue: np.ndarray | None, counts: bool, cfg: SalesAnomalyConfig,
+                 prior: np.ndarray, shop_ratio: np.ndarray | None,
+                 since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every day of one series: expected value and band (in the units of ``y``), score (of the
+    counts ``c`` when ``counts``, else of ``y``) and verdict; band, score and verdict only from
+    ``since`` on (the expected values of earlier days feed the calendar comparison)."""
+    is_total = uid == TOTAL
+    dow = days.dayofweek.to_numpy()
+    x = c if counts else y
+    if is_total:
+        sc = _score(x, dow, np.full(7, 1 / 7), 7.0, cfg, counts, runs=False)
+        promo = np.zeros(len(x), dtype=bool)
+    else:
+        promo = _promotion(y, revenue, cfg.promotion_cut, cfg.level_days)
+        sc = _score(x, dow, prior, cfg.weekday_prior_days, cfg, counts, runs=True, exclude=promo)
+    pos = x[x > 0]
+    eps = (0.01 * float(np.mean(pos)) if len(pos) else 1.0) if is_total else 0.5
+    k = _per_count(y, x, ~sc.unavailable, 4 * cfg.level_days) if counts else np.ones(len(y))
+    min_abs = np.full(len(x), 0.0) if is_total else cfg.min_units / np.maximum(k, 1e-9)
+    base = np.nan_to_num(sc.expected, nan=0.0)
+    # On a day the whole shop moved, a sku may follow the shop or not: both are expected.
+    variants = [base] if shop_ratio is None else [base, base * shop_ratio]
+    first = 0 if since is None else int(np.searchsorted(days.values, np.datetime64(since)))
+    part = slice(first, len(x))
+    tail = _Scored(*(getattr(sc, f)[part] for f in ("expected", "z", "unavailable", "alpha",
+                                                    "spread")))
+    bands = []
+    for exp in variants:
+        exp = (exp * _calendar_factor(x, exp, sc, cfg, eps))[part]
+        lo, hi = _band(exp, tail, cfg, counts, min_abs[part])
+        bands.append((exp, lo, hi, _z(x[part], exp, tail.alpha, tail.spread, counts)))
+    lower = np.minimum.reduce([b[1] for b in bands])
+    upper = np.maximum.reduce([b[2] for b in bands])
+    zs = np.vstack([b[3] for b in bands])
+    z = zs[np.argmin(np.abs(zs), axis=0), np.arange(zs.shape[1])]
+    expected = bands[-1][0]
+    # Spikes count for busy enough skus only, and not on promotion days.
+    spikes = ~promo[part]
+    if not is_total:
+        spikes &= np.maximum.reduce([b[0] for b in bands]) * k[part] >= cfg.min_expected
+    valid = ((np.arange(len(x)) >= cfg.min_history) & np.isfinite(sc.expected)
+             & ~sc.unavailable)[part]
+    kp, xp, yp = k[part], x[part], y[part]
+    e_y, lo_y, hi_y = expected * kp, lower * kp, upper * kp
+    flag = valid & (((xp > upper) & (yp > hi_y) & spikes) | ((xp < lower) & (yp < lo_y)))
+
+    def full(values, fill):
+        out = np.full(len(x), fill, dtype=np.asarray(values).dtype if fill is not None else bool)
+        out[part] = values
+        return out
+
+    return pd.DataFrame({
+        "series_id": uid, "ds": days, "observed": y,
+        "expected": full(e_y, np.nan), "lower": full(lo_y, np.nan), "upper": full(hi_y, np.nan),
+        "score": full(z, np.nan), "valid": full(valid, False), "flag": full(flag, False),
+        "base_z": sc.z, "count_expected": base, "eps": eps, "seen": sc.seen,
+    })
+
+
+def score_sales(
+    series: pd.DataFrame, as_of: object, *, config: SalesAnomalyConfig | None = None,
+    since: object | None = None,
+) -> pd.DataFrame:
+    """Every day of every series up to ``as_of``: ``series_id, ds, observed, expected, lower,
+    upper, score, valid, flag`` (``valid``: scored at all; what ``detect_sales_anomalies``
+    reports are the flagged days). With ``since``, the days before it have no band, score or
+    verdict (they are computed only as the context of the later days)."""
+    cfg = config or SalesAnomalyConfig()
+    end = pd.Timestamp(as_of).normalize()
+    start = None if since is None else pd.Timestamp(since).normalize()
+    data = _prepare(series, end)
+    counts = "orders" in series.columns
+    if not data:
+        return pd.DataFrame(columns=["series_id", "ds", "observed", "expected", "lower", "upper",
+                                     "score", "valid", "flag"])
+    sums = np.zeros(7)
+    for uid, (days, _, c, _) in data.items():
+        if uid != TOTAL:
+            sums += np.bincount(days.dayofweek.to_numpy(), weights=c, minlength=7)
+    prior = sums / sums.sum() if sums.sum() > 0 else np.full(7, 1 / 7)
+    shop_shares = None
+    frames = []
+    shop = None
+    if TOTAL in data:
+        days, y, c, _ = data[TOTAL]
+        t = _series_days(TOTAL, days, y, c, None, counts, cfg, prior, None, since=start)
+        # The skus' weekday prior: the shop's own trailing weekday shares, day by day.
+        shop_shares = pd.DataFrame(
+            _weekday_shares(c if counts else y, days.dayofweek.to_numpy(), cfg.weekday_weeks,
+                            t["seen"].to_numpy(bool)),
+            index=days)
+        moved = np.abs(t["base_z"].to_numpy()) >= cfg.calendar_z
+        ratio = _ratio(c, t["count_expected"].to_numpy(), float(t["eps"].iloc[0]))
+        shop = pd.Series(np.where(moved, ratio, 1.0), index=days)
+        frames.append(t)
+    for uid in sorted(u for u in data if u != TOTAL):
+        days, y, c, revenue = data[uid]
+        ratio = shop.reindex(days, fill_value=1.0).to_numpy() if shop is not None else None
+        sku_prior = prior
+        if shop_shares is not None:
+            sku_prior = shop_shares.reindex(days).fillna(1 / 7).to_numpy()
+        # Units are counts too: without order counts a sku's units are scored as counts.
+        as_counts = counts or bool(np.all(y == np.round(y)))
+        frames.append(_series_days(uid, days, y, c, revenue, as_counts, cfg, sku_prior, ratio,
+                                   since=start))
+    out = pd.concat(frames, ignore_index=True)
+    return out.drop(columns=["base_z", "count_expected", "eps", "seen"])
+
+
+def detect_sales_anomalies(
+    series: pd.DataFrame,
+    as_of: object,
+    lookback_days: int | None = 7,
+    *,
+    config: SalesAnomalyConfig | None = None,
+) -> pd.DataFrame:
+    """Unusual days of every series in ``series`` (``unique_id, ds, y``: ``TOTAL`` revenue and
+    sku units, as ``build_series`` makes them, zero days included), for the ``lookback_days``
+    days ending on ``as_of`` (``None``: the whole history). Returns ``ml.sales_anomalies`` rows,
+    sorted by ``ds``, then ``TOTAL`` first, then series id; dates as ``datetime.date``.
+
+    With a lookback only the last ``CONTEXT_DAYS`` before it are read: every trailing window and
+    the year-before comparison fit in them."""
+    cfg = config or SalesAnomalyConfig()
+    end = pd.Timestamp(as_of).normalize()
+    since = None
+    if lookback_days is not None:
+        since = end - pd.Timedelta(days=int(lookback_days) - 1)
+        series = series[pd.to_datetime(series["ds"]) >= since - pd.Timedelta(days=CONTEXT_DAYS)]
+    scored = score_sales(series, end, config=cfg, since=since)
+    hits = scored[scored["flag"].astype(bool)]
+    rows = []
+    as_of_date = end.date()
+    for r in hits.itertuples(index=False):
+        up = r.observed > r.upper
+        ratio = r.observed / r.expected if r.expected > 0 else math.inf
+        if up:
+            kind = "spike"
+        elif r.series_id == TOTAL and ratio <= cfg.outage_ratio:
+            kind = "outage"
+        else:
+            kind = "drop"
+        severity = "high" if kind == "outage" else _severity(ratio, up)
+        day = r.ds.date()
+        rows.append((
+            as_of_date, r.series_id, day, float(r.observed), float(r.expected), float(r.lower),
+            float(r.upper), float(r.score), "up" if up else "down", severity, kind,
+            _sales_note(r.series_id, day, float(r.observed), float(r.expected), float(r.lower),
+                        float(r.upper), kind, severity, cfg.currency),
+        ))
+    out = _typed(pd.DataFrame(rows, columns=ANOMALY_COLUMNS))
+    if len(out):
+        out["_t"] = out["series_id"] != TOTAL
+        out = out.sort_values(["ds", "_t", "series_id"], kind="stable").drop(columns="_t")
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- stock
+
+def detect_stock_anomalies(
+    snapshots: pd.DataFrame,
+    units_sold: pd.DataFrame,
+    as_of: object,
+    lookback_days: int | None = 7,
+    *,
+    min_units: int = 2,
+    tolerance: float = 0.05,
+) -> pd.DataFrame:
+    """Stock that fell by more than the units sold, between consecutive snapshots.
+
+    ``snapshots``: ``snapshot_date, sku, stock_quantity`` (closing stock of the day);
+    ``units_sold``: ``sale_date, sku, units`` (``marts.product_daily_sales``). A loss counts when
+    it is at least ``min_units`` and ``tolerance`` of the previous stock. Reported for snapshots
+    in the ``lookback_days`` days ending on ``as_of`` (``None``: all), as ``ml.sales_anomalies``
+    rows of kind ``stock_drop``, sorted by ``ds`` then sku.
+    """
+    end = pd.Timestamp(as_of).normalize()
+    if snapshots is None or not len(snapshots):
+        return _typed(pd.DataFrame(columns=ANOMALY_COLUMNS))
+    snap = pd.DataFrame({
+        "ds": pd.to_datetime(snapshots["snapshot_date"]).dt.normalize().astype("datetime64[ns]"),
+        "sku": snapshots["sku"].astype(str),
+        "stock": pd.to_numeric(snapshots["stock_quantity"], errors="coerce").astype(float),
+    })
+    snap = snap[(snap["ds"] <= end) & snap["stock"].notna()]
+    snap = snap.drop_duplicates(["sku", "ds"], keep="last").sort_values(["ds", "sku"])
+    if units_sold is not None and len(units_sold):
+        sold = pd.DataFrame({
+            "ds": pd.to_datetime(units_sold["sale_date"]).dt.normalize().astype("datetime64[ns]"),
+            "sku": units_sold["sku"].astype(str),
+            "units": pd.to_numeric(units_sold["units"].astype(float), errors="coerce").fillna(0.0),
+        })
+        sold = sold[sold["ds"] <= end].groupby(["sku", "ds"], as_index=False)["units"].sum()
+        sold["cum"] = sold.groupby("sku")["units"].cumsum()
+        snap = pd.merge_asof(snap, sold[["ds", "sku", "cum"]].sort_values("ds"), on="ds",
+                             by="sku", direction="backward")
+        snap["cum"] = snap["cum"].fillna(0.0)
+    else:
+        snap["cum"] = 0.0
+    snap = snap.sort_values(["sku", "ds"], kind="stable").reset_index(drop=True)
+    g = snap.groupby("sku", sort=False)
+    snap["prev_ds"] = g["ds"].shift(1)
+    snap["prev_stock"] = g["stock"].shift(1)
+    snap["sold"] = snap["cum"] - g["cum"].shift(1)
+    pairs = snap.dropna(subset=["prev_stock"])
+    if lookback_days is not None:
+        pairs = pairs[pairs["ds"] > end - pd.Timedelta(days=int(lookback_days))]
+    expected = pairs["prev_stock"] - pairs["sold"]
+    loss = expected - pairs["stock"]
+    tol = np.maximum(float(min_units), tolerance * pairs["prev_stock"])
+    hit = pairs[(loss >= tol) & (pairs["prev_stock"] > 0)]
+    rows = []
+    as_of_date = end.date()
+    for r in hit.itertuples(index=False):
+        exp = r.prev_stock - r.sold
+        lost = exp - r.stock
+        limit = max(float(min_units), tolerance * r.prev_stock)
+        share = lost / r.prev_stock
+        severity = "high" if share >= 0.5 else "medium" if share >= 0.2 else "low"
+        since = "the day before" if (r.ds - r.prev_ds).days == 1 else f"{r.prev_ds:%d %b}"
+        note = (
+            f"Stock of {r.sku} on {r.ds:%a %d %b %Y}: {int(r.stock)} units where "
+            f"{int(round(exp))} were expected ({int(r.prev_stock)} on {since}, "
+            f"{int(round(r.sold))} sold since); {int(round(lost))} units ({share * 100:.0f}% of "
+            f"the stock) went missing without a sale (breakage, theft or a miscount?), "
+            f"{severity} severity."
+        )
+        rows.append((
+            as_of_date, r.sku, r.ds.date(), float(r.stock), float(max(exp, 0.0)),
+            float(max(exp - limit, 0.0)), math.nan, float(-lost / math.sqrt(limit)), "down",
+            severity, "stock_drop", note,
+        ))
+    out = _typed(pd.DataFrame(rows, columns=ANOMALY_COLUMNS))
+    return out.sort_values(["ds", "series_id"], kind="stable").reset_index(drop=True)

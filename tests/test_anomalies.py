@@ -1,0 +1,218 @@
+"""Anomaly detection: planted spikes and drops in a seasonal shop, recurring calendar days,
+promotions, shop-wide days, and stock that vanishes without sales."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesflow.anomalies import (
+    ANOMALY_COLUMNS,
+    detect_sales_anomalies,
+    detect_stock_anomalies,
+    score_sales,
+)
+from salesflow.forecast import TOTAL, build_series
+
+START, END = date(2023, 1, 2), date(2025, 6, 30)
+WEEKLY = np.array([0.8, 0.85, 0.9, 1.0, 1.15, 1.45, 0.85])  # Monday .. Sunday
+TOTAL_SPIKE, TOTAL_DROP = date(2024, 6, 12), date(2025, 3, 5)
+SKU_SPIKE = date(2024, 9, 10)
+PROMO = (date(2025, 2, 1), date(2025, 2, 10))
+
+
+def fourth_friday_of_november(year: int) -> date:
+    first = date(year, 11, 1)
+    return first + timedelta(days=(4 - first.weekday()) % 7 + 21)
+
+
+def _shop() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Marts-like frames: a shop closed every 25 December, with a sale day on the fourth Friday
+    of November (x3.2) every year, planted anomalies, and two skus following the shop."""
+    rng = np.random.default_rng(11)
+    days = pd.date_range(START, END, freq="D")
+    doy = days.dayofyear.to_numpy()
+    factor = WEEKLY[days.dayofweek.to_numpy()] * (1 + 0.1 * np.sin(2 * np.pi * doy / 365.25))
+    for i, d in enumerate(days.date):
+        if (d.month, d.day) == (12, 25):
+            factor[i] = 0.0
+        elif d == fourth_friday_of_november(d.year):
+            factor[i] *= 3.2
+        elif d == TOTAL_SPIKE:
+            factor[i] *= 5.0
+        elif d == TOTAL_DROP:
+            factor[i] *= 0.15
+    orders = rng.poisson(100 * factor)
+    share_a = np.where(days.date == SKU_SPIKE, 0.6, 0.12)
+    promo = (days.date >= PROMO[0]) & (days.date <= PROMO[1])
+    share_a = np.where(promo, 0.3, share_a)
+    a_orders = rng.binomial(orders, share_a)
+    b_orders = rng.binomial(orders - a_orders, 0.1)
+    a_units = a_orders + rng.binomial(a_orders, 0.3)
+    b_units = b_orders + rng.binomial(b_orders, 0.3)
+    a_price = np.where(promo, 2.0, 2.5)
+    revenue = orders * 11.0 + a_units * (a_price - 2.5)
+    daily = pd.DataFrame({"sale_date": days.date, "orders": orders,
+                          "units": orders * 2, "revenue": revenue})
+    rows = []
+    for sku, o, u, p in (("A", a_orders, a_units, a_price), ("B", b_orders, b_units, 4.0)):
+        keep = o > 0
+        rows.append(pd.DataFrame({"sale_date": days.date[keep], "sku": sku, "orders": o[keep],
+                                  "units": u[keep], "revenue": (u * p)[keep]}))
+    return daily, pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def shop_series() -> pd.DataFrame:
+    daily, product_daily = _shop()
+    return build_series(daily, product_daily, END, detail=True)
+
+
+@pytest.fixture(scope="module")
+def found(shop_series) -> pd.DataFrame:
+    return detect_sales_anomalies(shop_series, END, lookback_days=None)
+
+
+def _row(found: pd.DataFrame, series_id: str, day: date) -> pd.Series | None:
+    hit = found[(found["series_id"] == series_id) & (found["ds"] == day)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def test_rows_have_the_contract_columns_and_an_email_sentence(found):
+    assert list(found.columns) == ANOMALY_COLUMNS
+    assert (found["as_of"] == END).all()
+    assert set(found["direction"]) <= {"up", "down"}
+    assert set(found["severity"]) <= {"low", "medium", "high"}
+    for r in found.itertuples(index=False):
+        assert r.note.endswith(".") and len(r.note) > 60
+        assert (r.observed > r.upper) or (r.observed < r.lower)
+        assert r.lower <= r.expected <= r.upper
+
+
+def test_planted_shop_spike_and_drop_are_found_with_direction_and_severity(found):
+    spike = _row(found, TOTAL, TOTAL_SPIKE)
+    assert spike is not None
+    assert (spike["direction"], spike["kind"], spike["severity"]) == ("up", "spike", "high")
+    assert spike["observed"] > 3 * spike["expected"] and spike["score"] > 4
+    assert "Shop revenue on Wed 12 Jun 2024" in spike["note"] and "spike" in spike["note"]
+    drop = _row(found, TOTAL, TOTAL_DROP)
+    assert drop is not None
+    assert (drop["direction"], drop["kind"], drop["severity"]) == ("down", "drop", "high")
+    assert drop["score"] < -4
+
+
+def test_a_planted_sku_spike_is_found_in_units(found):
+    spike = _row(found, "A", SKU_SPIKE)
+    assert spike is not None
+    assert (spike["direction"], spike["kind"]) == ("up", "spike")
+    assert spike["severity"] in ("medium", "high")
+    assert "units" in spike["note"] and spike["note"].startswith("Sales of A on Tue 10 Sep 2024")
+
+
+def test_recurring_calendar_days_alarm_in_their_first_year_only(found):
+    first_christmas = _row(found, TOTAL, date(2023, 12, 25))
+    assert first_christmas is not None and first_christmas["kind"] == "outage"
+    first_sale_day = _row(found, TOTAL, fourth_friday_of_november(2023))
+    assert first_sale_day is not None and first_sale_day["kind"] == "spike"
+    for year in (2024,):
+        assert _row(found, TOTAL, date(year, 12, 25)) is None
+        assert _row(found, TOTAL, fourth_friday_of_november(year)) is None
+    # nor do the products alarm on the shop's calendar days
+    skus = found[found["series_id"] != TOTAL]
+    calendar = {date(y, 12, 25) for y in (2023, 2024)} | {fourth_friday_of_november(2024)}
+    assert not set(skus["ds"]) & calendar
+
+
+def test_products_follow_a_shop_wide_day_without_a_row_each_and_promotions_do_not_alarm(found):
+    assert _row(found, "A", TOTAL_SPIKE) is None and _row(found, "B", TOTAL_SPIKE) is None
+    promo = found[(found["series_id"] == "A") & (found["ds"] >= PROMO[0]) & (found["ds"] <= PROMO[1])]
+    assert promo.empty
+
+
+def test_nothing_else_alarms_in_a_calm_shop(found):
+    expected = {(TOTAL, TOTAL_SPIKE), (TOTAL, TOTAL_DROP), ("A", SKU_SPIKE),
+                (TOTAL, date(2023, 12, 25)), (TOTAL, fourth_friday_of_november(2023))}
+    assert set(zip(found["series_id"], found["ds"])) <= expected
+
+
+def test_daily_run_reports_only_the_lookback_window(shop_series, found):
+    as_of = TOTAL_SPIKE + timedelta(days=2)
+    recent = detect_sales_anomalies(shop_series, as_of, lookback_days=7)
+    assert (recent["as_of"] == as_of).all()
+    assert recent["ds"].between(as_of - timedelta(days=6), as_of).all()
+    assert _row(recent, TOTAL, TOTAL_SPIKE) is not None
+    # the same verdict as with the whole history: only the past informs a day
+    full = _row(found, TOTAL, TOTAL_SPIKE)
+    assert _row(recent, TOTAL, TOTAL_SPIKE)["expected"] == pytest.approx(full["expected"])
+
+
+def test_detection_is_deterministic_and_works_without_order_counts(shop_series, found):
+    again = detect_sales_anomalies(shop_series, END, lookback_days=None)
+    pd.testing.assert_frame_equal(found, again)
+    plain = detect_sales_anomalies(shop_series[["unique_id", "ds", "y"]], END, lookback_days=None)
+    assert _row(plain, TOTAL, TOTAL_SPIKE) is not None and _row(plain, TOTAL, TOTAL_DROP) is not None
+    scored = score_sales(shop_series, END)
+    assert {"expected", "lower", "upper", "score", "valid", "flag"} <= set(scored.columns)
+    assert len(scored) == len(shop_series)
+
+
+# -- stock -----------------------------------------------------------------------------------
+def _stock_case():
+    days = [date(2025, 6, 1) + timedelta(days=i) for i in range(6)]
+    stock = {
+        "LOST": [40, 38, 36, 14, 13, 12],   # 22 units vanish on 4 June without a sale
+        "RESTOCK": [10, 8, 50, 48, 46, 44],  # a delivery on 3 June
+        "SOLD": [30, 20, 10, 5, 5, 5],       # every fall is a sale
+    }
+    sold = {"LOST": [0, 2, 2, 0, 1, 1], "RESTOCK": [0, 2, 2, 2, 2, 2], "SOLD": [0, 10, 10, 5, 0, 0]}
+    snaps = pd.DataFrame([(d, sku, s[i], 5) for sku, s in stock.items() for i, d in enumerate(days)],
+                         columns=["snapshot_date", "sku", "stock_quantity", "low_stock_threshold"])
+    units = pd.DataFrame([(d, sku, u[i]) for sku, u in sold.items() for i, d in enumerate(days)
+                          if u[i] > 0], columns=["sale_date", "sku", "units"])
+    return days, snaps, units
+
+
+def test_stock_that_drops_without_sales_is_flagged_and_a_restock_is_not():
+    days, snaps, units = _stock_case()
+    out = detect_stock_anomalies(snaps, units, days[-1], lookback_days=None)
+    assert list(out.columns) == ANOMALY_COLUMNS
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert (r["series_id"], r["ds"], r["direction"], r["kind"]) == ("LOST", days[3], "down", "stock_drop")
+    assert r["observed"] == 14 and r["expected"] == 36 and r["severity"] == "high"
+    assert r["score"] < 0 and np.isnan(r["upper"]) and r["lower"] < r["expected"]
+    assert "22 units (61% of the stock) went missing" in r["note"]
+
+
+def test_stock_lookback_and_missing_days():
+    days, snaps, units = _stock_case()
+    assert detect_stock_anomalies(snaps, units, days[-1], lookback_days=2).empty
+    assert len(detect_stock_anomalies(snaps, units, days[3], lookback_days=1)) == 1
+    # without the 3 June snapshot the loss shows between 2 and 4 June, net of both days' sales
+    gap = snaps[snaps["snapshot_date"] != days[2]]
+    out = detect_stock_anomalies(gap, units, days[-1], lookback_days=None)
+    assert list(out["series_id"]) == ["LOST"] and out.iloc[0]["expected"] == 36
+    assert detect_stock_anomalies(snaps.iloc[0:0], units, days[-1]).empty
+
+
+def test_rows_insert_into_the_warehouse_contract_table(found, tmp_path):
+    import duckdb
+
+    from salesflow.warehouse import ensure_schema
+
+    _, snaps, units = _stock_case()
+    stock = detect_stock_anomalies(snaps, units, date(2025, 6, 6), lookback_days=None)
+    rows = pd.concat([found, stock], ignore_index=True)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        ensure_schema(con)
+        con.register("rows", rows)
+        con.execute("INSERT INTO ml.sales_anomalies SELECT * FROM rows")
+        kinds = con.execute("SELECT kind, count(*), count(upper) FROM ml.sales_anomalies "
+                            "GROUP BY kind ORDER BY kind").fetchall()
+        assert kinds == [("drop", 1, 1), ("outage", 1, 1), ("spike", 3, 3), ("stock_drop", 1, 0)]
+    finally:
+        con.close()

@@ -1,0 +1,235 @@
+"""Forecasting: series building from the marts, model selection, bands and the contract shape."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesflow.forecast import (
+    BACKTEST_COLUMNS,
+    FORECAST_COLUMNS,
+    INTERMITTENT_MODELS,
+    TOTAL,
+    backtest_summary_markdown,
+    build_series,
+    forecast,
+    forecast_chart_png,
+    series_unit,
+)
+
+AS_OF = date(2025, 6, 30)
+WEEKLY = np.array([0.6, 0.7, 0.8, 0.9, 1.2, 2.0, 0.8])  # Monday .. Sunday
+
+
+def _days(n: int, end: date = AS_OF) -> pd.DatetimeIndex:
+    return pd.date_range(end=pd.Timestamp(end), periods=n, freq="D")
+
+
+def _weekly(uid: str, n: int, level: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = _days(n)
+    lam = level * WEEKLY[ds.dayofweek]
+    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(lam).astype(float)})
+
+
+def _sparse(uid: str, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.12) * rng.integers(1, 4, n)
+    return pd.DataFrame({"unique_id": uid, "ds": _days(n), "y": y.astype(float)})
+
+
+@pytest.fixture(scope="module")
+def panel() -> pd.DataFrame:
+    return pd.concat(
+        [
+            _weekly(TOTAL, 500, 400.0, 1),
+            _weekly("WEEKLY-1", 500, 30.0, 2),
+            _sparse("SPARSE-1", 500, 3),
+            _weekly("SHORT-1", 40, 30.0, 4),
+            _weekly("LONG-1", 400, 30.0, 4),
+        ],
+        ignore_index=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def result(panel):
+    return forecast(panel, AS_OF, 28)
+
+
+# -- build_series ----------------------------------------------------------------------------
+def test_build_series_from_marts_fills_zero_days_and_keeps_skus_with_history():
+    daily = pd.DataFrame({
+        "sale_date": [date(2025, 1, 1) + timedelta(days=i) for i in range(100)],
+        "orders": 3,
+        "units": 5,
+        "revenue": [Decimal("0.00")] * 5 + [Decimal("12.50")] * 95,
+    })
+    rows = []
+    for i in range(0, 100, 2):
+        rows.append((date(2025, 1, 1) + timedelta(days=i), "OLD", 1, 2, Decimal("3.00")))
+    rows += [(date(2025, 4, 1) + timedelta(days=i), "NEW", 1, 1, Decimal("1.00")) for i in range(9)]
+    rows += [(date(2025, 1, 2) + timedelta(days=i), "GONE", 1, 1, Decimal("1.00")) for i in range(9)]
+    rows.append((date(2025, 4, 11), "FUTURE", 1, 9, Decimal("9.00")))
+    product_daily = pd.DataFrame(rows, columns=["sale_date", "sku", "orders", "units", "revenue"])
+
+    s = build_series(daily, product_daily, date(2025, 4, 10), min_history=56, min_sale_days=8,
+                     inactive_days=60)
+
+    assert list(s.columns) == ["unique_id", "ds", "y"]
+    assert set(s["unique_id"]) == {TOTAL, "OLD"}  # NEW too young, GONE inactive, FUTURE after as_of
+    total = s[s["unique_id"] == TOTAL]
+    assert total["ds"].min() == pd.Timestamp("2025-01-06")  # from the first day with a sale
+    assert total["ds"].max() == pd.Timestamp("2025-04-10")
+    assert total["y"].dtype == float and total["y"].eq(12.5).all()
+    old = s[s["unique_id"] == "OLD"].set_index("ds")["y"]
+    assert len(old) == 100 and old.index.is_monotonic_increasing
+    assert old[pd.Timestamp("2025-01-01")] == 2.0 and old[pd.Timestamp("2025-01-02")] == 0.0
+    assert series_unit(TOTAL) == "revenue" and series_unit("OLD") == "units"
+
+    detail = build_series(daily, product_daily, date(2025, 4, 10), detail=True)
+    assert list(detail.columns) == ["unique_id", "ds", "y", "orders", "revenue"]
+    assert detail.loc[detail["unique_id"] == "OLD", "revenue"].max() == 3.0
+
+
+# -- forecast contract -----------------------------------------------------------------------
+def test_forecast_frame_has_the_contract_shape_and_ordered_non_negative_bands(result, panel):
+    fc, bt = result
+    assert list(fc.columns) == FORECAST_COLUMNS
+    assert list(bt.columns) == BACKTEST_COLUMNS
+    assert set(fc["series_id"]) == set(panel["unique_id"])
+    horizon = [AS_OF + timedelta(days=i) for i in range(1, 29)]
+    for _, g in fc.groupby("series_id"):
+        assert list(g["ds"]) == horizon
+        assert (g["as_of"] == AS_OF).all()
+    values = fc[["yhat_lo_95", "yhat_lo_80", "yhat", "yhat_hi_80", "yhat_hi_95"]].to_numpy()
+    assert np.isfinite(values).all()
+    assert (values >= 0).all()
+    assert (np.diff(values, axis=1) >= -1e-9).all()
+    # every series has exactly one chosen backtest row, naming the model of its forecast
+    chosen = bt[bt["chosen"]].set_index("series_id")
+    assert chosen.index.is_unique and set(chosen.index) == set(fc["series_id"])
+    used = fc.groupby("series_id")["model"].first()
+    assert (chosen.loc[used.index, "model"] == used).all()
+    assert chosen["reason"].str.len().gt(20).all()
+
+
+def test_backtest_scores_the_candidates_with_coverage(result):
+    _, bt = result
+    weekly = bt[bt["series_id"] == "WEEKLY-1"]
+    assert {"SeasonalNaive", "ETS"} <= set(weekly["model"])
+    assert weekly["mase"].gt(0).all() and weekly["smape"].between(0, 2).all()
+    assert weekly["coverage_80"].between(0, 1).all()
+    assert (weekly["coverage_95"] >= weekly["coverage_80"]).all()
+    # ETS on a clean weekly Poisson series beats the weekly seasonal naive forecast
+    mase = weekly.set_index("model")["mase"]
+    assert mase["ETS"] < mase["SeasonalNaive"]
+
+
+def test_an_intermittent_seller_gets_an_intermittent_model(result):
+    fc, bt = result
+    row = bt[(bt["series_id"] == "SPARSE-1") & bt["chosen"]].iloc[0]
+    assert row["model"] in INTERMITTENT_MODELS or row["model"].startswith("Ensemble(Croston")
+    assert row["reason"].startswith("intermittent")
+    # weekly seasonal naive is only a yardstick for a sparse seller
+    sn = bt[(bt["series_id"] == "SPARSE-1") & (bt["model"] == "SeasonalNaive")].iloc[0]
+    assert not sn["chosen"] and "reference only" in sn["reason"]
+    sparse = fc[fc["series_id"] == "SPARSE-1"]
+    # a rate (about 0.12 * 2 units a day), spread over the week like the other skus' sales
+    assert 0.1 < sparse["yhat"].mean() < 0.6 and sparse["yhat"].gt(0).all()
+
+
+def test_a_strongly_weekly_series_gets_a_seasonal_model_with_its_weekly_shape(result):
+    fc, bt = result
+    row = bt[(bt["series_id"] == "WEEKLY-1") & bt["chosen"]].iloc[0]
+    assert row["model"] in ("ETS", "SeasonalNaive", "Theta", "MSTL") or row["model"].startswith(
+        "Ensemble(ETS")
+    assert row["reason"].startswith("smooth")
+    g = fc[fc["series_id"] == "WEEKLY-1"].assign(dow=lambda f: pd.to_datetime(f["ds"]).dt.dayofweek)
+    by_day = g.groupby("dow")["yhat"].mean()
+    assert by_day[5] > 1.8 * by_day[0]  # Saturday peak, Monday low, as in the history
+    assert 20 < g["yhat"].mean() < 40
+
+
+def test_short_history_falls_back_with_a_reason_and_wider_bands(result):
+    fc, bt = result
+    short = bt[(bt["series_id"] == "SHORT-1") & bt["chosen"]].iloc[0]
+    assert short["model"] in ("WindowAverage", "SeasonalWindowAverage")
+    assert short["reason"].startswith("short history (40 days")
+
+    def rel_width(uid: str) -> float:
+        g = fc[fc["series_id"] == uid]
+        return float(((g["yhat_hi_80"] - g["yhat_lo_80"]) / g["yhat"]).mean())
+
+    assert rel_width("SHORT-1") > 1.2 * rel_width("LONG-1")
+
+
+def test_forecast_is_deterministic_and_ignores_data_after_as_of(panel, result):
+    fc, bt = result
+    later = _weekly("WEEKLY-1", 30, 300.0, 9).assign(ds=_days(30, AS_OF + timedelta(days=30)))
+    again_fc, again_bt = forecast(pd.concat([panel, later], ignore_index=True), AS_OF, 28)
+    pd.testing.assert_frame_equal(fc, again_fc)
+    pd.testing.assert_frame_equal(bt, again_bt)
+
+
+def test_horizon_is_configurable_and_empty_input_gives_empty_frames():
+    s = _weekly("A", 200, 10.0, 5)
+    fc, bt = forecast(s, AS_OF, horizon=7)
+    assert len(fc) == 7 and fc["ds"].iloc[-1] == AS_OF + timedelta(days=7)
+    fc0, bt0 = forecast(s.iloc[0:0], AS_OF, 28)
+    assert fc0.empty and bt0.empty
+    assert list(fc0.columns) == FORECAST_COLUMNS and list(bt0.columns) == BACKTEST_COLUMNS
+
+
+# -- presentation ----------------------------------------------------------------------------
+def test_summary_markdown_and_chart(result, panel):
+    fc, bt = result
+    md = backtest_summary_markdown(bt)
+    assert md.startswith("| chosen model | series |")
+    assert "| **all** | 5 |" in md
+    assert "**TOTAL** (revenue)" in md and "Why: smooth" in md
+    png = forecast_chart_png(panel, fc, TOTAL)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_salesflow_ml_modules_do_not_import_dagster():
+    root = Path(__file__).resolve().parent.parent / "salesflow"
+    for name in ("forecast.py", "anomalies.py", "datasets.py"):
+        text = (root / name).read_text()
+        assert "import dagster" not in text and "from dagster" not in text
+
+
+def test_frames_insert_into_the_warehouse_contract_tables(result, tmp_path):
+    import duckdb
+
+    from salesflow.warehouse import ensure_schema
+
+    fc, bt = result
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        ensure_schema(con)
+        con.register("fc", fc)
+        con.register("bt", bt)
+        con.execute("INSERT INTO ml.sales_forecast SELECT * FROM fc")
+        con.execute("INSERT INTO ml.forecast_backtest SELECT * FROM bt")
+        n, first, days = con.execute(
+            "SELECT count(*), min(ds), count(DISTINCT ds) FROM ml.sales_forecast").fetchone()
+        assert (n, first, days) == (len(fc), AS_OF + timedelta(days=1), 28)
+        short = con.execute("SELECT coverage_80 FROM ml.forecast_backtest "
+                            "WHERE series_id = 'SHORT-1' AND chosen").fetchone()
+        assert short == (None,)  # no backtest window, no coverage: NULL
+    finally:
+        con.close()
+
+
+def test_detail_needs_the_order_counts():
+    daily = pd.DataFrame({"sale_date": [AS_OF], "revenue": [1.0]})
+    product_daily = pd.DataFrame({"sale_date": [AS_OF], "sku": ["A"], "units": [1]})
+    with pytest.raises(ValueError, match="orders"):
+        build_series(daily, product_daily, AS_OF, detail=True)
+    assert len(build_series(daily, product_daily, AS_OF, min_history=1, min_sale_days=1)) == 2
