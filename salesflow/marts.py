@@ -207,16 +207,18 @@ _REPEATS_SQL = """
     WHERE s.sale_date BETWEEN $start AND $end
     GROUP BY s.sale_date, i.sku"""
 
+# Per year first (a top-2 aggregate on the sales), then all history from the years' days.
 _FIRSTS_SQL = """
     INSERT INTO marts.customer_firsts
-    SELECT CASE WHEN by_year THEN 'year' ELSE 'all' END, CASE WHEN by_year THEN period_start END,
-           customer_id, days[1], days[2]
-    FROM (SELECT customer_id, period_start, grouping(period_start) = 0 AS by_year,
-                 min(sale_date, 2) AS days
-          FROM (SELECT customer_id, sale_date,
-                       CAST(date_trunc('year', sale_date) AS DATE) AS period_start
-                FROM raw.sales WHERE customer_id IS NOT NULL {only_affected})
-          GROUP BY GROUPING SETS ((customer_id), (customer_id, period_start)))"""
+    WITH per_year AS MATERIALIZED (
+        SELECT customer_id, CAST(date_trunc('year', min(sale_date)) AS DATE) AS period_start,
+               min(sale_date, 2) AS days
+        FROM raw.sales WHERE customer_id IS NOT NULL {only_affected}
+        GROUP BY customer_id, year(sale_date))
+    SELECT 'year', period_start, customer_id, days[1], days[2] FROM per_year
+    UNION ALL
+    SELECT 'all', NULL, customer_id, min(days[1]), list_sort(flatten(list(days)))[2]
+    FROM per_year GROUP BY customer_id"""
 
 
 def _update_customer_firsts(con: duckdb.DuckDBPyConnection, start: date, end: date, whole: bool) -> None:
