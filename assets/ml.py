@@ -20,7 +20,9 @@ FORECAST_BACKTEST = dg.AssetKey(["ml", "forecast_backtest"])
 
 class ForecastRunConfig(dg.Config):
     horizon_days: int = Field(default=28, description="Days forecast after the as-of day")
-    n_jobs: int = Field(default=2, description="Processes for model fitting")
+    n_jobs: int = Field(default=1, description=(
+        "Processes for model fitting. More than 1 forks worker processes from the run's "
+        "process, which is only safe when no other threads run in it (a run's process has some)"))
 
 
 class AnomalyRunConfig(dg.Config):
