@@ -68,24 +68,21 @@ def daily_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return _write_and_send(context, "daily", warehouse, folders, mailer)
 
 
-@dg.asset(
-    key=dg.AssetKey(["reports", "weekly"]), group_name="reports", kinds={"pdf", "excel"},
-    partitions_def=weekly_partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
-    description="Monday..Sunday report as PDF and Excel under exports/reports/weekly/<sunday>/.",
-)
-def weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                  folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
-    return _write_and_send(context, "weekly", warehouse, folders, mailer)
+def _periodic_report(kind: str, partitions: dg.TimeWindowPartitionsDefinition, covers: str):
+    @dg.asset(
+        key=dg.AssetKey(["reports", kind]), group_name="reports", kinds={"pdf", "excel"},
+        partitions_def=partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
+        description=f"{covers} report as PDF and Excel under exports/reports/{kind}/<last day>/.",
+    )
+    def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+               folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
+        return _write_and_send(context, kind, warehouse, folders, mailer)
+
+    return report
 
 
-@dg.asset(
-    key=dg.AssetKey(["reports", "monthly"]), group_name="reports", kinds={"pdf", "excel"},
-    partitions_def=monthly_partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
-    description="Calendar-month report as PDF and Excel under exports/reports/monthly/<last day>/.",
-)
-def monthly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                   folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
-    return _write_and_send(context, "monthly", warehouse, folders, mailer)
+weekly_report = _periodic_report("weekly", weekly_partitions, "Monday..Sunday")
+monthly_report = _periodic_report("monthly", monthly_partitions, "Calendar-month")
 
 
 @dg.asset(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import duckdb
 
@@ -65,17 +65,23 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, options: str, target: Path,
-                     params: Sequence | None) -> None:
+def write_atomically(target: Path, render: Callable[[Path], None]) -> None:
+    """``render`` writes a temporary file beside ``target``, which then replaces ``target`` in
+    one step (after an fsync): a reader sees the old file or the new one, never half of one."""
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        con.execute(f"COPY ({query}) TO {_quote_literal(str(tmp))} ({options})",
-                    list(params) if params else None)
+        render(tmp)
         _fsync(tmp)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, options: str, target: Path,
+                     params: Sequence | None) -> None:
+    write_atomically(target, lambda tmp: con.execute(
+        f"COPY ({query}) TO {_quote_literal(str(tmp))} ({options})", list(params) if params else None))
 
 
 def export_table(

@@ -54,7 +54,7 @@ from urllib.parse import quote
 import duckdb
 import pandas as pd
 
-from salesflow.core_client import API, CoreClient
+from salesflow.core_client import CoreClient
 from salesflow.errors import CoreApiError, CoreDataError, SalesflowError
 from salesflow.imports import journal as J
 from salesflow.imports.validation import Validated

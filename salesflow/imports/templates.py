@@ -128,7 +128,7 @@ def readme_text(limits: Limits = DEFAULT_LIMITS) -> str:
         "",
         "## Rules for every file",
         "",
-        f"- `.xlsx` (the first sheet, or a sheet named after the kind) or `.csv` (UTF-8, "
+        "- `.xlsx` (the first sheet, or a sheet named after the kind) or `.csv` (UTF-8, "
         "UTF-16 with a byte-order mark, or Windows-1252; comma, semicolon, tab or | "
         "separated).",
         f"- At most {limits.max_rows:,} data rows and {limits.max_columns} columns; "

@@ -21,15 +21,15 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import duckdb
 
+from salesflow.exports import write_atomically
 from salesflow.mailer import Attachment, build_message
 from salesflow.reports.content import KINDS, Report, load_report, section_notes
 from salesflow.reports.excel import render_xlsx
@@ -61,18 +61,6 @@ def report_paths(out_root: str | Path, kind: str, as_of: date) -> tuple[Path, Pa
     return folder, folder / f"{stem}.pdf", folder / f"{stem}.xlsx"
 
 
-def _atomic(target: Path, render: Callable[[Path], None]) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        render(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_report(
     con: duckdb.DuckDBPyConnection,
     kind: str,
@@ -86,8 +74,8 @@ def write_report(
     folder, pdf_path, xlsx_path = report_paths(out_root, kind, as_of)
     report = load_report(con, kind, as_of, settings, now=now)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic(pdf_path, lambda p: render_pdf(report, p))
-    _atomic(xlsx_path, lambda p: render_xlsx(report, p))
+    write_atomically(pdf_path, lambda p: render_pdf(report, p))
+    write_atomically(xlsx_path, lambda p: render_xlsx(report, p))
     return ReportFiles(kind, as_of, folder, pdf_path, xlsx_path, report)
 
 
