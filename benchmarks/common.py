@@ -23,6 +23,14 @@ def run_child(script: str, args: list[str], env: dict) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def report_child(result: dict) -> int:
+    """The child side of ``run_child``: the step's result plus its peak memory, as the last
+    stdout line."""
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result, default=str))
+    return 0
+
+
 def median_run(runs: list[dict]) -> dict:
     """The median round by seconds, with every round's seconds under ``all_seconds``."""
     ordered = sorted(runs, key=lambda r: r["seconds"])

@@ -18,7 +18,6 @@ other, against one emulator process serving the same state:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -29,7 +28,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from common import ROOT, median_run, peak_rss_mb, run_child
+from common import ROOT, median_run, report_child, run_child
 WORK = ROOT / "benchmarks" / ".work"
 CLOCK = "2025-07-01"  # the emulator's today; the history ends the day before
 AS_OF = date(2025, 6, 30)
@@ -167,10 +166,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     args = parser.parse_args()
     if args.child:
-        result = STEPS[args.child](args.url, args.warehouse)
-        result["peak_rss_mb"] = peak_rss_mb()
-        print(json.dumps(result, default=str))
-        return 0
+        return report_child(STEPS[args.child](args.url, args.warehouse))
 
     sys.path.insert(0, str(ROOT))
     state = build_state()

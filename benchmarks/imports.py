@@ -23,7 +23,6 @@ steps and the median is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -32,7 +31,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from common import ROOT, median_run, peak_rss_mb, run_child
+from common import ROOT, median_run, report_child, run_child
 
 WORK = ROOT / "benchmarks" / ".work"
 TODAY = date(2025, 7, 1)
@@ -134,10 +133,7 @@ def main() -> int:
     parser.add_argument("--file", type=Path)
     args = parser.parse_args()
     if args.child:
-        result = STEPS[args.child](args.file)
-        result["peak_rss_mb"] = peak_rss_mb()
-        print(json.dumps(result, default=str))
-        return 0
+        return report_child(STEPS[args.child](args.file))
 
     sys.path.insert(0, str(ROOT))
     WORK.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ report the median.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -28,7 +27,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from common import ROOT, median_run, peak_rss_mb, run_child
+from common import ROOT, median_run, report_child, run_child
 WORK = ROOT / "benchmarks" / ".work"
 END = date(2025, 6, 30)
 DAYS = 3 * 365
@@ -175,10 +174,7 @@ def main() -> int:
     parser.add_argument("--db", type=Path)
     args = parser.parse_args()
     if args.child:
-        result = STEPS[args.child](args.db)
-        result["peak_rss_mb"] = peak_rss_mb()
-        print(json.dumps(result, default=str))
-        return 0
+        return report_child(STEPS[args.child](args.db))
 
     sys.path.insert(0, str(ROOT))
     WORK.mkdir(parents=True, exist_ok=True)

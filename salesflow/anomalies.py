@@ -105,11 +105,10 @@ def _trailing_sum(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return c[idx] - c[lo], (idx - lo).astype(float)
 
 
-def _weekday_factor(y: np.ndarray, dow: np.ndarray, weeks: int, prior: np.ndarray,
-                    prior_days: float, seen: np.ndarray) -> np.ndarray:
-    """Trailing weekday factor of each day (mean 1 over a week), from the ``seen`` days of the
-    last ``weeks`` weeks plus ``prior_days`` pseudo-days spread as ``prior`` (weekday shares,
-    one row per day or one for all)."""
+def _trailing_weekday_sums(y: np.ndarray, dow: np.ndarray, weeks: int,
+                           seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per day and weekday, the sum and the number of ``seen`` days of the ``weeks`` weeks
+    before it (the day itself excluded): two ``(n, 7)`` arrays."""
     n = len(y)
     vals = np.zeros((n, 7))
     cnt = np.zeros((n, 7))
@@ -119,7 +118,17 @@ def _weekday_factor(y: np.ndarray, dow: np.ndarray, weeks: int, prior: np.ndarra
     cc = np.vstack([np.zeros(7), np.cumsum(cnt, axis=0)])
     idx = np.arange(n)
     lo = np.maximum(idx - 7 * weeks, 0)
-    sums, counts = cv[idx] - cv[lo], cc[idx] - cc[lo]
+    return cv[idx] - cv[lo], cc[idx] - cc[lo]
+
+
+def _weekday_factor(y: np.ndarray, dow: np.ndarray, weeks: int, prior: np.ndarray,
+                    prior_days: float, seen: np.ndarray) -> np.ndarray:
+    """Trailing weekday factor of each day (mean 1 over a week), from the ``seen`` days of the
+    last ``weeks`` weeks plus ``prior_days`` pseudo-days spread as ``prior`` (weekday shares,
+    one row per day or one for all)."""
+    n = len(y)
+    idx = np.arange(n)
+    sums, counts = _trailing_weekday_sums(y, dow, weeks, seen)
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     k = counts.sum(axis=1)
     m = np.divide(sums.sum(axis=1), k, out=np.zeros(n), where=k > 0)
@@ -134,16 +143,8 @@ def _weekday_shares(y: np.ndarray, dow: np.ndarray, weeks: int, seen: np.ndarray
     """Each day's trailing share of each weekday over the ``seen`` days (rows sum to 1; even
     shares until every weekday was seen twice)."""
     n = len(y)
-    vals = np.zeros((n, 7))
-    cnt = np.zeros((n, 7))
-    vals[np.arange(n), dow] = np.where(seen, y, 0.0)
-    cnt[np.arange(n), dow] = seen
-    cv = np.vstack([np.zeros(7), np.cumsum(vals, axis=0)])
-    cc = np.vstack([np.zeros(7), np.cumsum(cnt, axis=0)])
-    idx = np.arange(n)
-    lo = np.maximum(idx - 7 * weeks, 0)
-    counts = cc[idx] - cc[lo]
-    means = np.divide(cv[idx] - cv[lo], counts, out=np.zeros((n, 7)), where=counts > 0)
+    sums, counts = _trailing_weekday_sums(y, dow, weeks, seen)
+    means = np.divide(sums, counts, out=np.zeros((n, 7)), where=counts > 0)
     total = means.sum(axis=1, keepdims=True)
     ok = (total > 0) & (counts.min(axis=1, keepdims=True) >= 2)
     return np.divide(means, total, out=np.full((n, 7), 1 / 7), where=ok)

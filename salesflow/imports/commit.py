@@ -153,19 +153,25 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), max(1, size))]
 
 
-def commit_products(job: CommitJob) -> CommitReport:
-    client = job.client
-    report = CommitReport("products")
-    records = job.validated.records()
+def _open_batches(job: CommitJob, report: CommitReport, items: list, size: int):
+    """``(batch number, chunk, journal entry or None)`` of every batch not committed yet;
+    batches an earlier run committed are counted as skipped."""
     done = J.batches(job.con, job.sha256)
-    chunks = _chunks(records, job.batch_rows)
+    chunks = _chunks(items, size)
     report.batches_total = len(chunks)
     for no, chunk in enumerate(chunks, start=1):
-        rows = [r["_row"] for r in chunk]
         batch = done.get(no)
         if batch is not None and batch.committed:
             report.batches_skipped += 1
             continue
+        yield no, chunk, batch
+
+
+def commit_products(job: CommitJob) -> CommitReport:
+    client = job.client
+    report = CommitReport("products")
+    for no, chunk, _ in _open_batches(job, report, job.validated.records(), job.batch_rows):
+        rows = [r["_row"] for r in chunk]
         J.begin_batch(job.con, job.sha256, no, rows[0], rows[-1],
                       {"rows": rows, "skus": [r["sku"] for r in chunk]})
         actions = Counter()
@@ -225,16 +231,9 @@ def _apply_product(client: CoreClient, rec: dict) -> str:
 def commit_stock_counts(job: CommitJob) -> CommitReport:
     client = job.client
     report = CommitReport("stock_counts")
-    records = job.validated.records()
-    done = J.batches(job.con, job.sha256)
-    chunks = _chunks(records, job.batch_rows)
-    report.batches_total = len(chunks)
-    for no, chunk in enumerate(chunks, start=1):
+    for no, chunk, batch in _open_batches(job, report, job.validated.records(), job.batch_rows):
         rows = [r["_row"] for r in chunk]
-        batch = done.get(no)
-        if batch is not None and batch.committed:
-            report.batches_skipped += 1
-            continue
+        read: dict[int, dict] = {}  # products just read for the plan, by row
         if batch is not None:  # pending: classify each row against the journaled stock
             plan = [tuple(x) for x in batch.detail.get("plan", [])]
             resumed = True
@@ -244,6 +243,7 @@ def commit_stock_counts(job: CommitJob) -> CommitReport:
                 current = get_product(client, rec["sku"])
                 if current is None:
                     raise CommitRefused(f"sku {rec['sku']!r} is no longer in the core")
+                read[rec["_row"]] = current
                 plan.append((rec["_row"], rec["sku"], int(current.get("stockQuantity", 0)),
                              int(rec["counted_quantity"])))
             J.begin_batch(job.con, job.sha256, no, rows[0], rows[-1],
@@ -252,7 +252,9 @@ def commit_stock_counts(job: CommitJob) -> CommitReport:
         actions: Counter = Counter()
         changes, flagged = [], []
         for row, sku, before, counted in plan:
-            current = get_product(client, sku)
+            # a resumed batch reads the stock anew: the interrupted run may have set it
+            current = read.pop(row, None) if not resumed else None
+            current = current if current is not None else get_product(client, sku)
             if current is None:
                 raise CommitRefused(f"sku {sku!r} is no longer in the core")
             stock = int(current.get("stockQuantity", 0))
@@ -331,17 +333,9 @@ def _batch_found(client: CoreClient, fingerprints: list[tuple], after_id: int,
 def commit_sales(job: CommitJob) -> CommitReport:
     client = job.client
     report = CommitReport("sales")
-    sales = group_sales(job.validated)
-    done = J.batches(job.con, job.sha256)
-    chunks = _chunks(sales, job.batch_sales)
-    report.batches_total = len(chunks)
-    for no, chunk in enumerate(chunks, start=1):
+    for no, chunk, batch in _open_batches(job, report, group_sales(job.validated), job.batch_sales):
         rows = sorted(r for s in chunk for r in s["rows"])
         fingerprints = [tuple(s["items"]) for s in chunk]
-        batch = done.get(no)
-        if batch is not None and batch.committed:
-            report.batches_skipped += 1
-            continue
         detail = {"rows": rows, "sales": len(chunk), "lines": sum(len(s["items"]) for s in chunk)}
         if batch is not None:
             after = int(batch.detail.get("before_max_id", 0))
@@ -369,7 +363,7 @@ def commit_sales(job: CommitJob) -> CommitReport:
                 job.con.execute("DELETE FROM ops.import_batches WHERE file_sha256 = ? AND batch_no = ?",
                                 [job.sha256, no])
                 raise CommitRefused(
-                    f"the core refused sales batch {no} of {len(chunks)} (rows {rows[0]}-{rows[-1]}): "
+                    f"the core refused sales batch {no} of {report.batches_total} (rows {rows[0]}-{rows[-1]}): "
                     f"{exc}; batches before it are committed, a rerun continues from this batch"
                 ) from None
             raise

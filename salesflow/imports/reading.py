@@ -134,11 +134,7 @@ def read_file(path: Path, name: str | None = None, *, limits: Limits = DEFAULT_L
     with open(path, "rb") as fh:
         head = fh.read(8)
     if ext == ".xlsx":
-        if size > limits.max_xlsx_bytes:
-            raise FileRejected(
-                f"the workbook is {size / 2**20:.1f} MB; the limit is "
-                f"{limits.max_xlsx_bytes / 2**20:.0f} MB: split it into several files",
-                code="too_large")
+        _refuse_if_larger(size, limits.max_xlsx_bytes, "the workbook")
         if head.startswith(OLE_MAGIC):
             raise FileRejected(_ole_reason(path), code="encrypted_or_legacy")
         if not head.startswith(ZIP_MAGIC):
@@ -147,11 +143,7 @@ def read_file(path: Path, name: str | None = None, *, limits: Limits = DEFAULT_L
                 + (" (it holds text: if it is a CSV file, name it .csv)" if _looks_textual(path) else ""),
                 code="wrong_extension")
         return read_xlsx(path, limits=limits, hint=hint)
-    if size > limits.max_csv_bytes:
-        raise FileRejected(
-            f"the file is {size / 2**20:.1f} MB; the limit is "
-            f"{limits.max_csv_bytes / 2**20:.0f} MB: split it into several files",
-            code="too_large")
+    _refuse_if_larger(size, limits.max_csv_bytes, "the file")
     if head.startswith(ZIP_MAGIC):
         raise FileRejected(f"the file is named {ext} but is a zip archive (an Excel workbook? "
                            "name it .xlsx)", code="wrong_extension")
@@ -161,6 +153,12 @@ def read_file(path: Path, name: str | None = None, *, limits: Limits = DEFAULT_L
     if head.startswith(b"%PDF"):
         raise FileRejected(f"the file is named {ext} but is a PDF document", code="wrong_extension")
     return read_csv(path, limits=limits)
+
+
+def _refuse_if_larger(size: int, limit: int, what: str) -> None:
+    if size > limit:
+        raise FileRejected(f"{what} is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB: "
+                           "split it into several files", code="too_large")
 
 
 def _extension_reason(ext: str) -> str:
