@@ -185,20 +185,20 @@ _KNOWN_COST = """
 
 # Orders per sku and day count distinct sales. A sale lists a sku on several lines only
 # rarely, so the lines are counted and the repeats subtracted: within one sale two lines share
-# a sku exactly when they share a product id (skus and ids are both unique in the core), so
-# per-sale min/max/sum of the product ids prove most sales free of repeats (one, two or three
-# lines). The remaining suspects (more lines, or lines without a product id) are grouped by
-# sku exactly. Per-sale grouping on the dense sale ids runs as a perfect hash aggregate.
+# a sku exactly when they share a product id (skus and ids are both unique in the core). One
+# bit per product id (id mod 63) ORed over a sale's lines proves a sale free of repeats when
+# it sets as many bits as the sale has lines; the remaining suspects (a repeat, two ids on the
+# same bit, a line without a product id, 63 lines or more) are grouped by sku exactly.
+# Per-sale grouping on the dense sale ids runs as a perfect hash aggregate.
 _REPEATS_SQL = """
     CREATE OR REPLACE TEMP TABLE _marts_repeats AS
-    WITH per_sale AS (
-        SELECT sale_id, count(*) AS k, count(product_id) AS kp, min(product_id) AS a,
-               max(product_id) AS c, sum(product_id) - min(product_id) - max(product_id) AS b
-        FROM {items}
-        GROUP BY sale_id HAVING count(*) > 1),
-    suspects AS (
-        SELECT sale_id FROM per_sale
-        WHERE kp < k OR k > 3 OR a = c OR (k = 3 AND (b = a OR b = c)))
+    WITH suspects AS (
+        SELECT sale_id FROM (
+            SELECT sale_id, count(*) AS k,
+                   bit_or(CASE WHEN product_id IS NULL THEN -1 ELSE 1::BIGINT << (abs(product_id) % 63) END) AS m
+            FROM {items}
+            GROUP BY sale_id HAVING count(*) > 1)
+        WHERE k >= 63 OR bit_count(m) <> k)
     SELECT s.sale_date, i.sku, sum(extra) AS extra
     FROM (SELECT sale_id, sku, count(*) - 1 AS extra
           FROM raw.sale_items WHERE sale_id IN (SELECT sale_id FROM suspects)
@@ -207,7 +207,33 @@ _REPEATS_SQL = """
     WHERE s.sale_date BETWEEN $start AND $end
     GROUP BY s.sale_date, i.sku"""
 
-# Per year first (a top-2 aggregate on the sales), then all history from the years' days.
+# The day of every sale line. Joining 10M lines to their sales by id costs a hash table of
+# every sale; sale ids come in time order, though, so most days hold one dense run of ids
+# (as many sales as ids between the day's first and last). Such a day's lines are dated by
+# their id's range, found through buckets of 256 ids: a join on a table of a few thousand rows
+# that stays in cache. The lines of the other days are joined to their sales. Sale ids are
+# unique in raw.sales (the blocking ``unique_sale_ids`` check of raw/sales), so every id of a
+# dense day's range is a sale of that day.
+_DAY_RANGES_SQL = """
+    CREATE OR REPLACE TEMP TABLE _marts_days AS
+    SELECT sale_date, min(sale_id) AS lo, max(sale_id) AS hi,
+           count(*) = max(sale_id) - min(sale_id) + 1 AS dense
+    FROM raw.sales WHERE sale_date BETWEEN $start AND $end GROUP BY sale_date"""
+
+_DATED_LINES = """(
+    SELECT d.sale_date, i.sku, i.quantity, i.subtotal
+    FROM raw.sale_items i
+    JOIN (SELECT b, sale_date, lo, hi FROM _marts_days, range(lo >> 8, (hi >> 8) + 1) t(b)
+          WHERE dense) d
+      ON d.b = i.sale_id >> 8 AND i.sale_id BETWEEN d.lo AND d.hi
+    UNION ALL
+    SELECT s.sale_date, i.sku, i.quantity, i.subtotal
+    FROM raw.sales s JOIN raw.sale_items i ON i.sale_id = s.sale_id
+    WHERE s.sale_date IN (SELECT sale_date FROM _marts_days WHERE NOT dense))"""
+
+# Per year first (a top-2 aggregate on the sales), then all history from the years' days:
+# the first day is the earliest year's, the second is the earlier of the earliest year's
+# second day and the next year's first day (a later year's second day comes after that).
 _FIRSTS_SQL = """
     INSERT INTO marts.customer_firsts
     WITH per_year AS MATERIALIZED (
@@ -217,7 +243,8 @@ _FIRSTS_SQL = """
         GROUP BY customer_id, year(sale_date))
     SELECT 'year', period_start, customer_id, days[1], days[2] FROM per_year
     UNION ALL
-    SELECT 'all', NULL, customer_id, min(days[1]), list_sort(flatten(list(days)))[2]
+    SELECT 'all', NULL, customer_id, min(days[1]),
+           least(arg_min(days[2], period_start), min(days[1], 2)[2])
     FROM per_year GROUP BY customer_id"""
 
 
@@ -273,19 +300,17 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
             con.execute(_REPEATS_SQL.format(items=items), rng)
             con.execute("DELETE FROM marts.daily_sales WHERE sale_date BETWEEN $start AND $end", rng)
             con.execute("DELETE FROM marts.product_daily_sales WHERE sale_date BETWEEN $start AND $end", rng)
+            con.execute(_DAY_RANGES_SQL, rng)
             n_products = con.execute(
-                """
+                f"""
                 INSERT INTO marts.product_daily_sales
                 SELECT l.sale_date, l.sku, CAST(l.n - coalesce(r.extra, 0) AS INTEGER),
                        CAST(l.units AS INTEGER), CAST(l.revenue AS DECIMAL(18,2))
-                FROM (SELECT s.sale_date, i.sku, count(*) AS n, sum(i.quantity) AS units,
-                             sum(i.subtotal) AS revenue
-                      FROM raw.sales s JOIN raw.sale_items i ON i.sale_id = s.sale_id
-                      WHERE s.sale_date BETWEEN $start AND $end
-                      GROUP BY s.sale_date, i.sku) l
+                FROM (SELECT sale_date, sku, count(*) AS n, sum(quantity) AS units,
+                             sum(subtotal) AS revenue
+                      FROM {_DATED_LINES} GROUP BY sale_date, sku) l
                 LEFT JOIN _marts_repeats r ON r.sale_date = l.sale_date AND r.sku = l.sku
                 ORDER BY l.sale_date, l.sku""",
-                rng,
             ).fetchone()[0]
             n_days = con.execute(
                 f"""
@@ -319,6 +344,7 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                 rng,
             ).fetchone()[0]
             con.execute("DROP TABLE _marts_repeats")
+            con.execute("DROP TABLE _marts_days")
             _update_customer_firsts(con, start, end, whole)
     finally:
         con.execute(f"SET perfect_ht_threshold = {int(previous_bits)}")
@@ -367,13 +393,22 @@ _KPIS_SQL = f"""
         FROM raw.sales
         WHERE sale_date BETWEEN $recent_start AND $as_of AND trim(customer_id) <> ''
         GROUP BY trim(customer_id)),
-    long_ids AS (
-        SELECT period, min(first_date) AS first_date,
-               list_sort(list_filter(flatten(list([first_date, second_date])), lambda x: x IS NOT NULL))[2]
-                   AS second_date
+    -- customer_firsts keeps ids as stored; the rare ones that trimming (of spaces) changes
+    -- are merged with their trimmed twins, the others are counted as they are
+    long_rows AS (
+        SELECT period, customer_id, first_date, second_date,
+               starts_with(customer_id, ' ') OR ends_with(customer_id, ' ') OR customer_id = '' AS untrimmed
         FROM marts.customer_firsts
-        WHERE trim(customer_id) <> ''
-          AND (period = 'all' OR (period = 'year' AND period_start = $start_{_YTD}))
+        WHERE period = 'all' OR (period = 'year' AND period_start = $start_{_YTD})),
+    untrimmed_ids AS (SELECT DISTINCT trim(customer_id) AS customer_id FROM long_rows WHERE untrimmed),
+    long_ids AS (
+        SELECT period, first_date, second_date FROM long_rows
+        WHERE NOT untrimmed AND customer_id NOT IN (SELECT customer_id FROM untrimmed_ids)
+        UNION ALL
+        SELECT period, min(first_date),
+               list_sort(list_filter(flatten(list([first_date, second_date])), lambda x: x IS NOT NULL))[2]
+        FROM long_rows
+        WHERE trim(customer_id) IN (SELECT customer_id FROM untrimmed_ids) AND trim(customer_id) <> ''
         GROUP BY period, trim(customer_id)),
     cust AS (
         SELECT w.window_name, count(*) FILTER (WHERE r.n_orders[w.ord + 1] >= 1) AS customers,

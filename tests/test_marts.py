@@ -185,6 +185,34 @@ def test_product_daily_sales_is_sparse_per_sku_and_day(shop):
         (date(2024, 11, 15), "Z-9", 1, 1, D("12.50")), (date(2024, 11, 20), "Z-9", 1, 1, D("12.50"))]
 
 
+def test_orders_per_sku_count_sales_whatever_their_ids(tmp_path):
+    """Orders per sku and day are distinct sales, whether the sale ids of a day run densely
+    (dated by their range) or interleave with other days' (joined to their sales), whether a
+    sale lists a sku twice, and whether two product ids share a bit of the repeat proof
+    (1 and 64: the same id mod 63)."""
+    con = connect(tmp_path)
+    d1, d2, d3 = date(2025, 4, 1), date(2025, 4, 2), date(2025, 4, 3)
+    a, b = ("A", "Apple", 1, "1.00"), ("B", "Bread", 1, "2.00")
+    load_shop(con, sales=[
+        (1, d1, None, [a, b]),   # d1 and d2 interleave: neither is a dense run of ids
+        (2, d2, None, [a]),
+        (3, d1, None, [a, a, b]),  # A twice in one sale
+        (5, d2, None, [b]),       # id 4 is missing: its lines below are nobody's
+        (6, d3, None, [a, b]),    # d3: ids 6..8, a dense run
+        (7, d3, None, [b, b, b]),
+        (8, d3, None, [a]),
+    ], product_ids={"A": 1, "B": 64})
+    con.execute("INSERT INTO raw.sale_items VALUES (4, 1, 1, 'A', 'Apple', 5, 1.00, 5.00)")
+    marts.build_daily(con, d1, d3)
+    assert rows(con, "SELECT * FROM marts.product_daily_sales ORDER BY ALL") == [
+        (d1, "A", 2, 3, D("3.00")), (d1, "B", 2, 2, D("4.00")),
+        (d2, "A", 1, 1, D("1.00")), (d2, "B", 1, 1, D("2.00")),
+        (d3, "A", 2, 2, D("2.00")), (d3, "B", 2, 4, D("8.00")),
+    ]
+    assert rows(con, "SELECT sale_date, orders, units FROM marts.daily_sales ORDER BY 1") == [
+        (d1, 2, 5), (d2, 2, 2), (d3, 3, 6)]
+
+
 def test_kpis_all_five_windows_to_the_cent(shop):
     got = {r["window"]: r for r in dict_rows(shop, "SELECT * FROM marts.kpis WHERE as_of = ?", [AS_OF])}
     assert list(got) == ["7d", "28d", "mtd", "ytd", "all"]
