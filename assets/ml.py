@@ -119,7 +119,8 @@ def sales_anomalies(context: dg.AssetExecutionContext, config: AnomalyRunConfig,
         series = forecast.build_series(daily, product_daily, as_of, min_history=28, min_sale_days=1,
                                        detail=True)
         found = anomalies.detect_sales_anomalies(
-            series, as_of, lookback, config=anomalies.SalesAnomalyConfig(currency=SHOP.currency))
+            series, as_of, lookback,
+            config=anomalies.SalesAnomalyConfig(currency=SHOP.currency, closed_days=SHOP.closed_days))
         snapshots = con.execute("SELECT snapshot_date, sku, stock_quantity FROM raw.stock_snapshots "
                                 "WHERE snapshot_date <= ?", [as_of]).df()
         stock = anomalies.detect_stock_anomalies(snapshots, product_daily[["sale_date", "sku", "units"]],

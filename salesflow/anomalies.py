@@ -19,21 +19,31 @@ day is compared with what the days before it lead to expect: a daily run, which 
 
 Counts are scored against a negative binomial with that mean and the series' own trailing
 dispersion: ``score`` is the normal quantile of the tail probability (signed). A day is
-anomalous when it lies outside ``[lower, upper]``: ``|score| >= z`` *and* a relative effect of
+anomalous when it lies outside ``[lower, upper]``: it is significant *and* a relative effect of
 at least ``spike_ratio`` (``drop_ratio`` below) *and*, for a sku, ``min_units`` units away from
-the expected value, with spikes scored only for skus expected to sell ``min_expected`` units
-and not on promotion days. Severity follows the size of the effect: ``high`` at 4x or more (a
-quarter or less), ``medium`` at 3x (a third), else ``low``. ``kind`` is ``spike``, ``drop``, or
-``outage`` for a ``TOTAL`` day at 10% of the expected or less.
+the expected value, with spikes scored only for skus expected to sell ``min_expected`` units and
+not on promotion days. Significant means a likelihood ratio: the day is ``exp(spike_evidence)``
+times likelier under a mean of ``spike_test_ratio`` x the expected value than under the expected
+value (``drop_evidence``, ``drop_test_ratio`` for drops). Unlike a tail probability, this asks
+whether the day is explained by an effect of the size worth reporting, so a slow seller's chance
+day of 5 orders for 1 expected, frequent among hundreds of products, weighs less than a busy
+product's 4x. A sku's drop is weighed in units over the spread of units per order
+(``E[q²]/E[q]``, so that they vary like a count): a day with fewer orders *and* smaller ones is
+more unusual than one with fewer orders only. Spikes stay on orders (one customer buying a case
+is not a spike). Days listed in ``closed_days`` (``MM-DD`` every year, or ``YYYY-MM-DD``: the
+shop is closed) have no lower limit. Severity follows the size of the effect: ``high`` at 4x or
+more (a quarter or less), ``medium`` at 3x (a third), else ``low``. ``kind`` is ``spike``,
+``drop``, or ``outage`` for a ``TOTAL`` day at 10% of the expected or less. Without order counts
+the ``TOTAL`` revenue is scored with ``z`` robust spreads of its square root.
 
-Recurring calendar effects are learnt from the history, not from a holiday list: an unusual day
-is compared with the same date one year before (364/365/366 days: fixed-date holidays such as 25
-December) and the same weekday 52/53 weeks before (the n-th weekday of a month, such as Black
-Friday). When one of those days was unusual in the same direction, by a ratio within a factor 2,
-its observed/expected ratio becomes part of this year's expectation: the effect alarms in its
-first year at most. On a day the whole shop moved (``TOTAL`` unusual, calendar days included)
-a sku may follow the shop or not, so its band covers both: one row for the shop, not one per
-product.
+Recurring calendar effects are learnt from the history (a holiday list only for closed days): an
+unusual day is compared with the same date one year before (364/365/366 days: fixed-date
+holidays such as 25 December) and the same weekday 52/53 weeks before (the n-th weekday of a
+month, such as Black Friday). When one of those days was unusual in the same direction, by a
+ratio within a factor 2, its observed/expected ratio becomes part of this year's expectation:
+the effect alarms in its first year at most. On a day the whole shop moved (``TOTAL`` unusual,
+calendar days included) a sku may follow the shop or not, so its band covers both: one row for
+the shop, not one per product.
 
 Stock (``detect_stock_anomalies``)
 ----------------------------------
@@ -74,9 +84,14 @@ ALPHA_MAX = 2.0
 
 @dataclass(frozen=True)
 class SalesAnomalyConfig:
-    """Thresholds of ``detect_sales_anomalies``."""
+    """Thresholds of ``detect_sales_anomalies`` (see the module docstring). ``closed_days``:
+    days the shop is closed, ``MM-DD`` (every year) or ``YYYY-MM-DD``."""
 
     z: float = 4.0
+    spike_evidence: float = 7.0
+    drop_evidence: float = 4.3
+    spike_test_ratio: float = 2.5
+    drop_test_ratio: float = 0.2
     spike_ratio: float = 2.5
     drop_ratio: float = 0.4
     min_units: float = 4.0
@@ -93,6 +108,7 @@ class SalesAnomalyConfig:
     calendar_tolerance: float = math.log(2.0)
     outage_ratio: float = 0.1
     currency: str = ""
+    closed_days: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- series math
@@ -203,13 +219,18 @@ def _count_z(x: np.ndarray, expected: np.ndarray, alpha: np.ndarray) -> np.ndarr
     return np.where(x >= expected, up, -dn)
 
 
-def _count_bounds(expected: np.ndarray, alpha: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """Counts below ``lower`` or above ``upper`` have a tail probability under ``z``'s."""
-    from scipy import stats
-
-    q = float(stats.norm.sf(z))
-    n, p = _nb(expected, alpha)
-    return stats.nbinom.ppf(q, n, p), stats.nbinom.isf(q, n, p)
+def _evidence_bound(expected: np.ndarray, alpha: np.ndarray, ratio: float,
+                    evidence: float) -> np.ndarray:
+    """The count beyond which a day is ``exp(evidence)`` times likelier under a mean of
+    ``ratio`` x ``expected`` than under ``expected`` (both negative binomial with dispersion
+    ``alpha``): above it for ``ratio > 1``, below it for ``ratio < 1``. The log-likelihood ratio
+    is linear in the count, ``a + b x``, so the bound is ``(evidence - a) / b``."""
+    e = np.maximum(np.nan_to_num(expected, nan=0.0), 0.0)
+    n = 1.0 / alpha
+    shrink = np.log((n + e) / (n + ratio * e))
+    a, b = n * shrink, math.log(ratio) + shrink
+    b = np.where(np.abs(b) < 1e-12, math.copysign(1e-12, math.log(ratio)), b)
+    return (evidence - a) / b
 
 
 def _unavailable(y: np.ndarray, expected: np.ndarray, mass: float) -> np.ndarray:
@@ -384,6 +405,22 @@ def _prepare(series: pd.DataFrame, end: pd.Timestamp) -> dict[str, tuple]:
     return out
 
 
+def _closed(days: pd.DatetimeIndex, closed_days: tuple[str, ...]) -> np.ndarray:
+    """Days the shop is closed: ``closed_days`` holds ``MM-DD`` (every year) or ``YYYY-MM-DD``."""
+    out = np.zeros(len(days), dtype=bool)
+    if not closed_days:
+        return out
+    month_day = days.strftime("%m-%d")
+    iso = days.strftime("%Y-%m-%d")
+    for item in closed_days:
+        text = str(item).strip()
+        if len(text) == 5:
+            out |= np.asarray(month_day == text)
+        elif text:
+            out |= np.asarray(iso == pd.Timestamp(text).strftime("%Y-%m-%d"))
+    return out
+
+
 def _promotion(units: np.ndarray, revenue: np.ndarray | None, cut: float, days: int) -> np.ndarray:
     """Days sold at a unit price at least ``cut`` below the median price of the previous
     ``days`` selling days (a promotion explains a spike)."""
@@ -396,12 +433,16 @@ def _promotion(units: np.ndarray, revenue: np.ndarray | None, cut: float, days: 
 
 
 def _band(x_expected: np.ndarray, sc: _Scored, cfg: SalesAnomalyConfig, counts: bool,
-          min_abs: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """Counts outside ``[lower, upper]`` are significant (``cfg.z``) *and* large (ratio, and
-    ``min_abs`` away from the expected value)."""
+          min_abs: np.ndarray | float, grain: np.ndarray | float = 1.0
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Counts outside ``[lower, upper]`` are significant *and* large (ratio, and ``min_abs``
+    away from the expected value). Significant: for counts, ``spike_evidence`` (``drop_evidence``)
+    in favour of a day at ``spike_ratio`` (``drop_ratio``) x the expected value, drops weighed
+    in counts of ``grain`` (a sku's units over their size dispersion); else ``z`` spreads."""
     if counts:
-        lo_z, hi_z = _count_bounds(x_expected, sc.alpha, cfg.z)
-        lo_z, hi_z = lo_z - 0.5, hi_z + 0.5
+        hi_z = _evidence_bound(x_expected, sc.alpha, cfg.spike_test_ratio, cfg.spike_evidence)
+        lo_z = grain * _evidence_bound(x_expected / grain, sc.alpha, cfg.drop_test_ratio,
+                                       cfg.drop_evidence)
     else:
         root = np.sqrt(x_expected)
         lo_z = np.maximum(root - cfg.z * sc.spread, 0.0) ** 2
@@ -416,6 +457,18 @@ def _per_count(y: np.ndarray, c: np.ndarray, seen: np.ndarray, days: int) -> np.
     sy, _ = _trailing_sum(np.where(seen, y, 0.0), days)
     sc, _ = _trailing_sum(np.where(seen, c, 0.0), days)
     return np.divide(sy, sc, out=np.ones(len(y)), where=sc > 0)
+
+
+def _size_spread(y: np.ndarray, c: np.ndarray, k: np.ndarray, seen: np.ndarray,
+                 days: int) -> np.ndarray:
+    """Trailing ``E[q²] / E[q]`` of the units ``q`` bought per order (``k``: their mean): units
+    divided by it vary like a count. The variance of ``q`` comes from the days' units around
+    ``k`` x orders (``Var(units | orders) = orders x Var(q)``)."""
+    ok = seen & (c > 0)
+    s_r, _ = _trailing_sum(np.where(ok, (y - k * c) ** 2, 0.0), days)
+    s_c, _ = _trailing_sum(np.where(ok, c, 0.0), days)
+    var_q = np.divide(s_r, s_c, out=np.zeros(len(y)), where=s_c > 0)
+    return np.maximum(k, 1e-9) + var_q / np.maximum(k, 1e-9)
 
 
 def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
@@ -437,6 +490,11 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     pos = x[x > 0]
     eps = (0.01 * float(np.mean(pos)) if len(pos) else 1.0) if is_total else 0.5
     k = _per_count(y, x, ~sc.unavailable, 4 * cfg.level_days) if counts else np.ones(len(y))
+    # A sku's drop is weighed in units (fewer orders, and smaller ones, both count), scaled by
+    # the spread of the units per order: the count scale's grain is that spread over ``k``.
+    grain = np.ones(len(y))
+    if counts and not is_total:
+        grain = _size_spread(y, x, k, ~sc.unavailable, 4 * cfg.level_days) / np.maximum(k, 1e-9)
     min_abs = np.full(len(x), 0.0) if is_total else cfg.min_units / np.maximum(k, 1e-9)
     base = np.nan_to_num(sc.expected, nan=0.0)
     # On a day the whole shop moved, a sku may follow the shop or not: both are expected.
@@ -448,9 +506,11 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     bands = []
     for exp in variants:
         exp = (exp * _calendar_factor(x, exp, sc, cfg, eps))[part]
-        lo, hi = _band(exp, tail, cfg, counts, min_abs[part])
+        lo, hi = _band(exp, tail, cfg, counts, min_abs[part], grain[part])
         bands.append((exp, lo, hi, _z(x[part], exp, tail.alpha, tail.spread, counts)))
-    lower = np.minimum.reduce([b[1] for b in bands])
+    # A day the shop is closed has no lower limit: no drop, even without last year to learn from.
+    lower = np.where(_closed(days, cfg.closed_days)[part], 0.0,
+                     np.minimum.reduce([b[1] for b in bands]))
     upper = np.maximum.reduce([b[2] for b in bands])
     zs = np.vstack([b[3] for b in bands])
     z = zs[np.argmin(np.abs(zs), axis=0), np.arange(zs.shape[1])]
@@ -463,7 +523,8 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
              & ~sc.unavailable)[part]
     kp, xp, yp = k[part], x[part], y[part]
     e_y, lo_y, hi_y = expected * kp, lower * kp, upper * kp
-    flag = valid & (((xp > upper) & (yp > hi_y) & spikes) | ((xp < lower) & (yp < lo_y)))
+    drops = yp < lo_y if (counts and not is_total) else (xp < lower) & (yp < lo_y)
+    flag = valid & (((xp > upper) & (yp > hi_y) & spikes) | drops)
 
     def full(values, fill):
         out = np.full(len(x), fill, dtype=np.asarray(values).dtype if fill is not None else bool)

@@ -1,9 +1,12 @@
-"""Shop-level settings shared by every layer: name, timezone, currency, first partition."""
+"""Shop-level settings shared by every layer: name, timezone, currency, first partition, the
+days the shop is closed."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from datetime import date
 
 DEFAULTS = {
     "SALESFLOW_TIMEZONE": "UTC",
@@ -21,6 +24,7 @@ class ShopSettings:
     currency: str = DEFAULTS["SALESFLOW_CURRENCY"]
     partitions_start: str = DEFAULTS["SALESFLOW_PARTITIONS_START"]
     shop_name: str = DEFAULTS["SALESFLOW_SHOP_NAME"]
+    closed_days: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ=None) -> "ShopSettings":
@@ -32,4 +36,26 @@ class ShopSettings:
             or DEFAULTS["SALESFLOW_PARTITIONS_START"],
             shop_name=(env.get("SALESFLOW_SHOP_NAME") or "").strip()
             or DEFAULTS["SALESFLOW_SHOP_NAME"],
+            closed_days=parse_closed_days(env.get("SALESFLOW_CLOSED_DAYS") or ""),
         )
+
+
+def parse_closed_days(text: str) -> tuple[str, ...]:
+    """``SALESFLOW_CLOSED_DAYS``: comma-separated days the shop is closed, ``MM-DD`` for every
+    year (``12-25``) or ``YYYY-MM-DD`` for one date. A day that is neither is refused by name."""
+    days = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            if re.fullmatch(r"\d{2}-\d{2}", item):
+                date.fromisoformat(f"2000-{item}")  # a leap year: 02-29 is a day
+            elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", item):
+                date.fromisoformat(item)
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"SALESFLOW_CLOSED_DAYS: {item!r} is not a day: write MM-DD (every year) "
+                             f"or YYYY-MM-DD") from None
+        days.append(item)
+    return tuple(days)

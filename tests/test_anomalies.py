@@ -3,6 +3,7 @@ promotions, shop-wide days, and stock that vanishes without sales."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import numpy as np
@@ -11,11 +12,13 @@ import pytest
 
 from salesflow.anomalies import (
     ANOMALY_COLUMNS,
+    SalesAnomalyConfig,
     detect_sales_anomalies,
     detect_stock_anomalies,
     score_sales,
 )
 from salesflow.forecast import TOTAL, build_series
+from salesflow.settings import ShopSettings
 
 START, END = date(2023, 1, 2), date(2025, 6, 30)
 WEEKLY = np.array([0.8, 0.85, 0.9, 1.0, 1.15, 1.45, 0.85])  # Monday .. Sunday
@@ -158,6 +161,78 @@ def test_detection_is_deterministic_and_works_without_order_counts(shop_series, 
     assert {"expected", "lower", "upper", "score", "valid", "flag"} <= set(scored.columns)
     assert len(scored) == len(shop_series)
 
+
+# -- sku drops weighed in units; closed days ---------------------------------------------------
+DROP_BOTH, DROP_ORDERS = date(2025, 3, 12), date(2025, 4, 16)
+
+
+@pytest.fixture(scope="module")
+def drop_series() -> pd.DataFrame:
+    """A busy sku (about 12 orders a day of two units each) and a slow one (1.5 orders a day).
+    On DROP_BOTH the busy sku sells 2 units in 2 orders (a fall in orders and in units per
+    order: customers put off); on DROP_ORDERS 2 orders of 3 units each."""
+    rng = np.random.default_rng(5)
+    start = date(2024, 1, 1)
+    days = pd.date_range(start, END, freq="D")
+    weekly = WEEKLY[days.dayofweek.to_numpy()]
+    orders = rng.poisson(150 * weekly)
+    busy, slow = rng.poisson(12 * weekly), rng.poisson(1.5 * weekly)
+    busy_units, slow_units = busy + rng.poisson(busy), slow + rng.poisson(slow)
+    for day, o, u in ((DROP_BOTH, 2, 2), (DROP_ORDERS, 2, 6)):
+        i = days.get_loc(pd.Timestamp(day))
+        busy[i], busy_units[i] = o, u
+    daily = pd.DataFrame({"sale_date": days.date, "orders": orders, "units": orders * 2,
+                          "revenue": orders * 10.0})
+    rows = []
+    for sku, o, u in (("BUSY", busy, busy_units), ("SLOW", slow, slow_units)):
+        keep = o > 0
+        rows.append(pd.DataFrame({"sale_date": days.date[keep], "sku": sku, "orders": o[keep],
+                                  "units": u[keep], "revenue": u[keep] * 3.0}))
+    return build_series(daily, pd.concat(rows, ignore_index=True), END, detail=True)
+
+
+def test_a_sku_drop_is_weighed_in_units_and_a_slow_skus_empty_days_are_not(drop_series):
+    found = detect_sales_anomalies(drop_series, END, lookback_days=None)
+    drop = _row(found, "BUSY", DROP_BOTH)
+    assert drop is not None
+    assert (drop["direction"], drop["kind"], drop["severity"]) == ("down", "drop", "high")
+    assert drop["observed"] == 2 and drop["observed"] < drop["lower"] < drop["expected"]
+    # the same fall in orders, with customers still buying their usual quantities or more, is
+    # weaker evidence: no alarm
+    assert _row(found, "BUSY", DROP_ORDERS) is None
+    # a slow seller's days without a sale are the same fall (to nothing) by chance
+    slow = drop_series[drop_series["unique_id"] == "SLOW"]
+    assert (slow["y"] == 0).sum() > 50
+    assert found[found["series_id"] == "SLOW"].empty
+    # a daily run reports the same row
+    recent = detect_sales_anomalies(drop_series, DROP_BOTH + timedelta(days=3), lookback_days=7)
+    again = _row(recent, "BUSY", DROP_BOTH)
+    assert again is not None and again["lower"] == pytest.approx(drop["lower"])
+
+
+def test_configured_closed_days_do_not_alarm_without_a_year_before(shop_series):
+    closed = SalesAnomalyConfig(closed_days=("12-25", "2024-03-05"))
+    found = detect_sales_anomalies(shop_series, END, lookback_days=None, config=closed)
+    # closed on the first Christmas of the history: no outage row, for the shop or a product
+    assert found[found["ds"] == date(2023, 12, 25)].empty
+    # a drop on an ordinary day still alarms, a closure configured for one date only (a year
+    # before the planted drop) does not hide it
+    drop = _row(found, TOTAL, TOTAL_DROP)
+    assert drop is not None and drop["kind"] == "drop"
+    assert _row(found, TOTAL, TOTAL_SPIKE) is not None
+    # without the setting the first Christmas is an outage (see the calendar test)
+    assert _row(detect_sales_anomalies(shop_series, END, lookback_days=None),
+                TOTAL, date(2023, 12, 25)) is not None
+
+
+
+def test_closed_days_come_from_the_environment_and_a_bad_day_is_refused_by_name():
+    shop = ShopSettings.from_env({"SALESFLOW_CLOSED_DAYS": " 12-25, 01-01,2026-04-06 ,,02-29"})
+    assert shop.closed_days == ("12-25", "01-01", "2026-04-06", "02-29")
+    assert ShopSettings.from_env({}).closed_days == ()
+    for bad in ("12/25", "25-12", "2026-02-30", "Christmas"):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            ShopSettings.from_env({"SALESFLOW_CLOSED_DAYS": f"01-01,{bad}"})
 
 # -- stock -----------------------------------------------------------------------------------
 def _stock_case():
