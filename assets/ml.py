@@ -57,14 +57,16 @@ def _png_md(png: bytes, alt: str) -> str:
                      partitions_def=daily_partitions, deps=[DAILY_SALES, PRODUCT_DAILY_SALES],
                      automation_condition=FOLLOW_UPSTREAM,
                      description="Daily forecast after the as-of day for TOTAL (revenue) and every sku "
-                                 "with enough history (units), with 80% and 95% bands."),
+                                 "with enough history (units): the mean (yhat, for planning), the "
+                                 "median (yhat_p50) and 80% and 95% bands (whole units for skus)."),
         dg.AssetSpec(FORECAST_BACKTEST, group_name="ml", kinds={"duckdb"}, partitions_def=daily_partitions,
                      deps=[DAILY_SALES, PRODUCT_DAILY_SALES], automation_condition=FOLLOW_UPSTREAM,
-                     description="Rolling-origin backtest per series and candidate model: MASE, sMAPE, "
-                                 "interval coverage, the chosen model and why."),
+                     description="Rolling-origin backtest per series and candidate model: MASE of the "
+                                 "median, RMSSE of the mean, sMAPE, interval coverage, the chosen "
+                                 "model and why."),
     ],
     check_specs=[dg.AssetCheckSpec("bands_are_ordered", asset=SALES_FORECAST, blocking=True,
-                                   description="lo95 <= lo80 <= yhat <= hi80 <= hi95, none negative")],
+                                   description="lo95 <= lo80 <= yhat, yhat_p50 <= hi80 <= hi95, none negative")],
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
 )
@@ -82,7 +84,8 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, ware
         disordered = con.execute(
             """SELECT series_id, ds FROM ml.sales_forecast WHERE as_of = ? AND NOT (
                    0 <= yhat_lo_95 AND yhat_lo_95 <= yhat_lo_80 AND yhat_lo_80 <= yhat
-                   AND yhat <= yhat_hi_80 AND yhat_hi_80 <= yhat_hi_95) LIMIT 10""", [as_of]).fetchall()
+                   AND yhat <= yhat_hi_80 AND yhat_hi_80 <= yhat_hi_95
+                   AND yhat_lo_80 <= yhat_p50 AND yhat_p50 <= yhat_hi_80) LIMIT 10""", [as_of]).fetchall()
     chart = forecast.forecast_chart_png(series, fc, forecast.TOTAL, title=f"TOTAL revenue ({SHOP.currency})")
     chosen = bt[bt["chosen"]] if "chosen" in bt else bt
     yield dg.MaterializeResult(asset_key=SALES_FORECAST, metadata={

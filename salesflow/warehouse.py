@@ -39,11 +39,11 @@ RAW_DDL = {
 ML_DDL = {
     "ml.sales_forecast": """
         CREATE TABLE IF NOT EXISTS ml.sales_forecast (
-            as_of DATE, series_id VARCHAR, ds DATE, yhat DOUBLE, yhat_lo_80 DOUBLE,
+            as_of DATE, series_id VARCHAR, ds DATE, yhat DOUBLE, yhat_p50 DOUBLE, yhat_lo_80 DOUBLE,
             yhat_hi_80 DOUBLE, yhat_lo_95 DOUBLE, yhat_hi_95 DOUBLE, model VARCHAR)""",
     "ml.forecast_backtest": """
         CREATE TABLE IF NOT EXISTS ml.forecast_backtest (
-            as_of DATE, series_id VARCHAR, model VARCHAR, mase DOUBLE, smape DOUBLE,
+            as_of DATE, series_id VARCHAR, model VARCHAR, mase DOUBLE, rmsse DOUBLE, smape DOUBLE,
             coverage_80 DOUBLE, coverage_95 DOUBLE, chosen BOOLEAN, reason VARCHAR)""",
     "ml.sales_anomalies": """
         CREATE TABLE IF NOT EXISTS ml.sales_anomalies (
@@ -91,6 +91,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         *ML_DDL.values(), *OPS_DDL.values(), *IMPORTS_DDL.values(),
     ):
         con.execute(ddl)
+    # warehouses created before these columns existed
+    con.execute("ALTER TABLE ml.sales_forecast ADD COLUMN IF NOT EXISTS yhat_p50 DOUBLE")
+    con.execute("ALTER TABLE ml.forecast_backtest ADD COLUMN IF NOT EXISTS rmsse DOUBLE")
 
 
 @contextmanager

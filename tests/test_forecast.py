@@ -111,6 +111,10 @@ def test_forecast_frame_has_the_contract_shape_and_ordered_non_negative_bands(re
     assert np.isfinite(values).all()
     assert (values >= 0).all()
     assert (np.diff(values, axis=1) >= -1e-9).all()
+    # the median lies in the 80% band
+    assert np.isfinite(fc["yhat_p50"]).all()
+    assert (fc["yhat_p50"] >= fc["yhat_lo_80"] - 1e-9).all()
+    assert (fc["yhat_p50"] <= fc["yhat_hi_80"] + 1e-9).all()
     # every series has exactly one chosen backtest row, naming the model of its forecast
     chosen = bt[bt["chosen"]].set_index("series_id")
     assert chosen.index.is_unique and set(chosen.index) == set(fc["series_id"])
@@ -186,13 +190,84 @@ def test_horizon_is_configurable_and_empty_input_gives_empty_frames():
     assert list(fc0.columns) == FORECAST_COLUMNS and list(bt0.columns) == BACKTEST_COLUMNS
 
 
+# -- median, RMSSE and count bands ------------------------------------------------------------
+def _one_day_in(uid: str, every: int, n: int, seed: int) -> pd.DataFrame:
+    """Sells 1 or 2 units on about one day in ``every``."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 1.0 / every) * rng.integers(1, 3, n)
+    return pd.DataFrame({"unique_id": uid, "ds": _days(n), "y": y.astype(float)})
+
+
+def test_the_median_of_a_right_skewed_seller_is_below_its_mean_and_inside_the_band(result):
+    fc, bt = result
+    sparse = fc[fc["series_id"] == "SPARSE-1"]
+    assert (sparse["yhat_p50"] <= sparse["yhat"] + 1e-12).all()
+    assert (sparse["yhat_p50"] < sparse["yhat"]).any()
+    assert (sparse["yhat_lo_80"] <= sparse["yhat_p50"]).all()
+    assert (sparse["yhat_p50"] <= sparse["yhat_hi_80"]).all()
+    # a smooth series' median is near its mean
+    weekly = fc[fc["series_id"] == "WEEKLY-1"]
+    assert (np.abs(weekly["yhat_p50"] - weekly["yhat"]) < 0.25 * weekly["yhat"]).all()
+
+
+def test_a_product_selling_on_one_day_in_five_has_a_median_of_zero_and_a_positive_mean():
+    fc, bt = forecast(_one_day_in("FIFTH", 5, 400, 7), AS_OF, 28)
+    assert (fc["yhat_p50"] == 0).all()
+    assert (fc["yhat"] > 0.1).all() and 0.2 < fc["yhat"].mean() < 0.5
+    # the backtest's MASE scores that median, its RMSSE the mean
+    chosen = bt[bt["chosen"]].iloc[0]
+    assert np.isfinite(chosen["mase"]) and np.isfinite(chosen["rmsse"])
+
+
+def test_rmsse_and_median_mase_on_a_hand_example():
+    from salesflow.forecast import ForecastConfig, _Profile, _score, _snaive_rms
+
+    hist = np.array([1, 2, 3, 4, 5, 6, 7, 3, 2, 3, 4, 5, 6, 9], float)
+    # weekly differences 2, 0, 0, 0, 0, 0, 2: root mean square sqrt(8 / 7)
+    assert _snaive_rms(hist) == pytest.approx(np.sqrt(8 / 7))
+    prof = _Profile("X", 100, 1.0, 0.0, "smooth", 2, scale=2.0, scale2=2.0, floor=1.0)
+    y = np.array([[1.0, 2.0], [3.0, 4.0]])
+    f = np.array([[1.0, 1.0], [1.0, 1.0]])
+    s = _score(y, f, prof, ForecastConfig(count_bands=False))
+    # per window: sqrt((0 + 1) / 2) and sqrt((4 + 9) / 2), averaged, over the scale 2
+    assert s.rmsse == pytest.approx((np.sqrt(0.5) + np.sqrt(6.5)) / 2 / 2.0)
+    assert s.mase_mean == pytest.approx((0.5 + 2.5) / 2 / 2.0)
+    # the median of window k comes from the other window's errors only: scaled errors
+    # (y - f) / sqrt(f + 1) are {0, 1/sqrt2} and {2/sqrt2, 3/sqrt2}; window 0 gets the median of
+    # window 1's, 2.5/sqrt2, so yhat_p50 = 1 + 2.5 = 3.5, clipped to its 80% band (whose top is
+    # 1 + 3 = 4); window 1 gets 0.5/sqrt2, so 1.5
+    med = np.array([[3.5, 3.5], [1.5, 1.5]])
+    assert s.mase == pytest.approx(np.mean(np.mean(np.abs(y - med), axis=1)) / 2.0)
+
+
+def test_count_bands_are_whole_numbers_that_hold_the_zero_days():
+    # Poisson at 0.3 a day: P(0) = 0.74, P(<= 1) = 0.96. Every band must hold the zero days (a
+    # continuous lower bound of 0.05 units leaves them out) and the 95% band must reach 1 unit.
+    rng = np.random.default_rng(11)
+    s = pd.DataFrame({"unique_id": "P03", "ds": _days(400),
+                      "y": rng.poisson(0.3, 400).astype(float)})
+    fc, bt = forecast(s, AS_OF, 28)
+    assert (fc["yhat_lo_80"] == 0).all() and (fc["yhat_lo_95"] == 0).all()
+    assert (fc["yhat_hi_95"] >= 1).mean() > 0.75
+    for col in ("yhat_p50", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95", "yhat_hi_95"):
+        v = fc[col].to_numpy()
+        # whole numbers, or the mean where the whole-number bound would cut it off
+        assert ((v == np.round(v)) | (v == fc["yhat"].to_numpy())).all(), col
+    # calibrated on the backtest (each window from the others): at least the level
+    chosen = bt[bt["chosen"]].iloc[0]
+    assert chosen["coverage_80"] >= 0.8 and chosen["coverage_95"] >= 0.95
+    # revenue (TOTAL) keeps continuous bands
+    fc_t, _ = forecast(s.assign(unique_id=TOTAL, y=s["y"] * 10.5), AS_OF, 28)
+    assert (fc_t["yhat_hi_80"] != np.round(fc_t["yhat_hi_80"])).any()
+
+
 # -- presentation ----------------------------------------------------------------------------
 def test_summary_markdown_and_chart(result, panel):
     fc, bt = result
     md = backtest_summary_markdown(bt)
     assert md.startswith("| chosen model | series |")
     assert "| **all** | 5 |" in md
-    assert "**TOTAL** (revenue)" in md and "Why: smooth" in md
+    assert "**TOTAL** (revenue;" in md and "Why: smooth" in md
     png = forecast_chart_png(panel, fc, TOTAL)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -215,8 +290,9 @@ def test_frames_insert_into_the_warehouse_contract_tables(result, tmp_path):
         ensure_schema(con)
         con.register("fc", fc)
         con.register("bt", bt)
-        con.execute("INSERT INTO ml.sales_forecast SELECT * FROM fc")
-        con.execute("INSERT INTO ml.forecast_backtest SELECT * FROM bt")
+        # by name, as assets/ml.py inserts: every column of the frames must exist in the table
+        con.execute("INSERT INTO ml.sales_forecast BY NAME SELECT * FROM fc")
+        con.execute("INSERT INTO ml.forecast_backtest BY NAME SELECT * FROM bt")
         n, first, days = con.execute(
             "SELECT count(*), min(ds), count(DISTINCT ds) FROM ml.sales_forecast").fetchone()
         assert (n, first, days) == (len(fc), AS_OF + timedelta(days=1), 28)

@@ -107,7 +107,7 @@ def con(warehouse):
 
 def add_forecast(con, made: date = AS_OF, days: int = 14, model: str = "ets") -> None:
     con.executemany(
-        "INSERT INTO ml.sales_forecast VALUES (?, 'TOTAL', ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ml.sales_forecast (as_of, series_id, ds, yhat, yhat_lo_80, yhat_hi_80, yhat_lo_95, yhat_hi_95, model) VALUES (?, 'TOTAL', ?, ?, ?, ?, ?, ?, ?)",
         [(made, made + timedelta(days=i), 130.0 + i, 100.0 + i, 160.0 + i, 85.0 + i, 180.0 + i, model)
          for i in range(1, days + 1)])
 
@@ -422,7 +422,7 @@ def test_reports_render_with_empty_ml_tables_and_no_expenses(con, tmp_path):
 
 
 def test_undefined_model_values_become_empty_cells(con, tmp_path):
-    con.execute("INSERT INTO ml.sales_forecast VALUES (?, 'TOTAL', ?, 120.0, 'NaN', 'NaN', '-inf', 'inf', 'naive')",
+    con.execute("INSERT INTO ml.sales_forecast (as_of, series_id, ds, yhat, yhat_lo_80, yhat_hi_80, yhat_lo_95, yhat_hi_95, model) VALUES (?, 'TOTAL', ?, 120.0, 'NaN', 'NaN', '-inf', 'inf', 'naive')",
                 [AS_OF, AS_OF + timedelta(days=1)])
     add_anomalies(con, [(AS_OF, "TOTAL", AS_OF, 1.0, 2.0, float("nan"), float("nan"), float("nan"),
                          "down", "high", "drop", None)])
