@@ -13,7 +13,7 @@ from pipelines.automation import FOLLOW_UPSTREAM
 from pipelines.partitions import SHOP, daily_partitions, partition_dates
 from resources import WAREHOUSE_POOL, WarehouseResource
 from salesflow import anomalies, forecast
-from salesflow.warehouse import transaction
+from salesflow.warehouse import registered, transaction
 
 FORECAST_BACKTEST = dg.AssetKey(["ml", "forecast_backtest"])
 
@@ -41,10 +41,9 @@ def _replace(con, table: str, as_of, frame: pd.DataFrame) -> None:
     with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
         if len(frame):
-            con.register("_ml_rows", frame)
             columns = ", ".join(f'"{c}"' for c in frame.columns)
-            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
-            con.unregister("_ml_rows")
+            with registered(con, _ml_rows=frame):
+                con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
 
 
 def _png_md(png: bytes, alt: str) -> str:

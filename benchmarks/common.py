@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -16,8 +17,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(script: str, args: list[str], env: dict) -> dict:
-    """Run ``script --child ...`` in a fresh interpreter; its last stdout line is a JSON result."""
+def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
+    """Run ``script --child ...`` in a fresh interpreter with the project importable (``env``
+    defaults to this process's); its last stdout line is a JSON result."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True,
                          text=True, env=env, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])

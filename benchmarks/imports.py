@@ -121,8 +121,7 @@ STEPS = {"read_calamine": step_read_calamine, "read_openpyxl": step_read_openpyx
 
 
 def child(step: str, path: Path) -> dict:
-    return run_child(__file__, ["--child", step, "--file", str(path)],
-                     {**os.environ, "PYTHONPATH": str(ROOT)})
+    return run_child(__file__, ["--child", step, "--file", str(path)])
 
 
 def main() -> int:

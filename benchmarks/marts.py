@@ -162,8 +162,7 @@ STEPS = {"marts_full": step_marts_full, "pandas": step_pandas, "incremental": st
 
 
 def child(step: str, path: Path) -> dict:
-    return run_child(__file__, ["--child", step, "--db", str(path)],
-                     {**os.environ, "PYTHONPATH": str(ROOT)})
+    return run_child(__file__, ["--child", step, "--db", str(path)])
 
 
 def main() -> int:

@@ -513,7 +513,7 @@ def main() -> int:
             print(f"speed, round {round_no + 1}/{args.rounds}: {step} on {n_series} x 1,095 days "
                   f"in a child process ...", flush=True)
             runs.setdefault(step, []).append(run_child(
-                "benchmarks/ml.py", ["--child", step, "--series", str(n_series)], dict(os.environ)))
+                "benchmarks/ml.py", ["--child", step, "--series", str(n_series)]))
     speed = {step: median_run(r) for step, r in runs.items()}
 
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, "

@@ -407,18 +407,12 @@ def _prepare(series: pd.DataFrame, end: pd.Timestamp) -> dict[str, tuple]:
 
 def _closed(days: pd.DatetimeIndex, closed_days: tuple[str, ...]) -> np.ndarray:
     """Days the shop is closed: ``closed_days`` holds ``MM-DD`` (every year) or ``YYYY-MM-DD``."""
-    out = np.zeros(len(days), dtype=bool)
     if not closed_days:
-        return out
-    month_day = days.strftime("%m-%d")
-    iso = days.strftime("%Y-%m-%d")
-    for item in closed_days:
-        text = str(item).strip()
-        if len(text) == 5:
-            out |= np.asarray(month_day == text)
-        elif text:
-            out |= np.asarray(iso == pd.Timestamp(text).strftime("%Y-%m-%d"))
-    return out
+        return np.zeros(len(days), dtype=bool)
+    texts = [str(item).strip() for item in closed_days]
+    every_year = [int(t[:2]) * 100 + int(t[3:]) for t in texts if len(t) == 5]
+    once = pd.DatetimeIndex([pd.Timestamp(t) for t in texts if len(t) > 5]).normalize()
+    return np.isin(days.month * 100 + days.day, every_year) | np.asarray(days.normalize().isin(once))
 
 
 def _promotion(units: np.ndarray, revenue: np.ndarray | None, cut: float, days: int) -> np.ndarray:

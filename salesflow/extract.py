@@ -16,7 +16,7 @@ import pandas as pd
 
 from salesflow.core_models import InventoryItem, ProductDto, decode_list, explain_sales_file
 from salesflow.errors import CoreDataError
-from salesflow.warehouse import transaction
+from salesflow.warehouse import registered, transaction
 
 SALES_JSON_COLUMNS = (
     "{id: 'BIGINT', saleDate: 'VARCHAR', totalAmount: 'DOUBLE', customerId: 'VARCHAR', "
@@ -438,13 +438,9 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     select = ", ".join(
         f"CAST({c} AS DECIMAL(18,2))" if c in ("price", "cost") else c for c in cols
     )
-    con.register("_frame", frame)
-    try:
-        with transaction(con):
-            con.execute(f"DELETE FROM {table}")
-            con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM _frame")
-    finally:
-        con.unregister("_frame")
+    with registered(con, _frame=frame), transaction(con):
+        con.execute(f"DELETE FROM {table}")
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM _frame")
     return len(frame)
 
 

@@ -58,7 +58,7 @@ from salesflow.core_client import CoreClient
 from salesflow.errors import CoreApiError, CoreDataError, SalesflowError
 from salesflow.imports import journal as J
 from salesflow.imports.validation import Validated
-from salesflow.warehouse import transaction
+from salesflow.warehouse import registered, transaction
 
 _log = logging.getLogger("salesflow.imports")
 
@@ -448,9 +448,7 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
     with transaction(con):
         if _already_committed(job, report):
             return report
-        con.register("_imp_sales", sales_frame)
-        con.register("_imp_lines", lines_frame)
-        try:
+        with registered(con, _imp_sales=sales_frame, _imp_lines=lines_frame):
             replaced = con.execute(
                 "SELECT count(*) FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _imp_sales)"
             ).fetchone()[0]
@@ -480,9 +478,6 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
                 "rows": len(v.row_numbers), "sales": len(sales_frame), "lines": len(lines_frame),
                 "replaced_sales": replaced, "first_date": first, "last_date": last,
             })
-        finally:
-            con.unregister("_imp_sales")
-            con.unregister("_imp_lines")
     report.actions["sales"] = len(sales_frame)
     report.actions["lines"] = len(lines_frame)
     if replaced:
@@ -508,8 +503,7 @@ def commit_customers(job: CommitJob) -> CommitReport:
     with transaction(con):
         if _already_committed(job, report):
             return report
-        con.register("_imp_customers", frame)
-        try:
+        with registered(con, _imp_customers=frame):
             replaced = con.execute(
                 "SELECT count(*) FROM raw.customers WHERE customer_id IN "
                 "(SELECT customer_id FROM _imp_customers)").fetchone()[0]
@@ -525,8 +519,6 @@ def commit_customers(job: CommitJob) -> CommitReport:
             )
             _finish_warehouse(job, report, list(v.row_numbers),
                               {"rows": len(frame), "replaced": replaced})
-        finally:
-            con.unregister("_imp_customers")
     report.actions["new"] = len(frame) - replaced
     report.actions["replaced"] = replaced
     return report
@@ -547,8 +539,7 @@ def commit_expenses(job: CommitJob) -> CommitReport:
     with transaction(con):
         if _already_committed(job, report):
             return report
-        con.register("_imp_expenses", frame)
-        try:
+        with registered(con, _imp_expenses=frame):
             con.execute(
                 """INSERT INTO raw.expenses
                    SELECT CAST(expense_id AS VARCHAR), CAST(expense_date AS DATE),
@@ -560,7 +551,5 @@ def commit_expenses(job: CommitJob) -> CommitReport:
             total = sum(d["amount"], Decimal("0.00"))
             _finish_warehouse(job, report, list(v.row_numbers),
                               {"rows": len(frame), "total": str(total)})
-        finally:
-            con.unregister("_imp_expenses")
     report.actions["expenses"] = len(frame)
     return report
