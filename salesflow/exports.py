@@ -1,7 +1,8 @@
 """CSV and Parquet exports of warehouse tables, written atomically.
 
 Each table becomes ``<folder>/<schema>.<table>.csv`` (UTF-8, header row, comma-delimited,
-ISO dates, money as plain decimals such as ``12.30``) and ``<folder>/<schema>.<table>.parquet``.
+ISO dates, money as plain decimals such as ``12.30``, text that a spreadsheet would run as a
+formula prefixed with an apostrophe) and ``<folder>/<schema>.<table>.parquet`` (values as they are).
 Both are written by DuckDB to a hidden temporary name in the same folder and then moved into
 place with ``os.replace``, so a reader sees either the previous file or the complete new one.
 
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import duckdb
+
+from salesflow.formula_cells import neutralise_sql
 
 EXPORTABLE_SCHEMAS = ("raw", "marts", "ml", "ops")
 
@@ -55,6 +58,18 @@ def resolve_table(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str]
     if (schema, name) not in _existing_tables(con, schema):
         raise ExportError(f"no table {table!r} in the warehouse")
     return schema, name
+
+
+def _csv_safe_query(con: duckdb.DuckDBPyConnection, query: str, params: Sequence | None) -> str:
+    """``query`` with every text column neutralised (see salesflow.formula_cells); numbers,
+    dates and other typed columns are left as they are."""
+    columns = con.execute(f"DESCRIBE {query}", list(params) if params else None).fetchall()
+    select = ", ".join(
+        neutralise_sql(_quote_ident(name)) + " AS " + _quote_ident(name)
+        if kind == "VARCHAR" or kind.startswith("ENUM") else _quote_ident(name)
+        for name, kind, *_ in columns
+    )
+    return f"SELECT {select} FROM ({query})"
 
 
 def _fsync(path: Path) -> None:
@@ -106,7 +121,8 @@ def export_table(
         query += f" WHERE {where_sql}"
     csv_path = folder / f"{schema}.{name}.csv"
     parquet_path = folder / f"{schema}.{name}.parquet"
-    _copy_atomically(con, query, "FORMAT csv, HEADER, DELIMITER ','", csv_path, params)
+    _copy_atomically(con, _csv_safe_query(con, query, params), "FORMAT csv, HEADER, DELIMITER ','",
+                     csv_path, params)
     _copy_atomically(con, query, "FORMAT parquet", parquet_path, params)
     return csv_path, parquet_path
 

@@ -157,3 +157,34 @@ def test_export_marts_writes_every_marts_table_only(con, tmp_path):
     assert all(p.exists() for p in paths)
     assert con.execute("SELECT * FROM read_csv(?) ORDER BY 1", [str(paths[2])]).fetchall() \
         == [(1,), (2,)]
+
+
+HOSTILE = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "  =1+1",
+           "\tTAB", "\rCR", "plain", "a=b", "", "'quoted"]
+
+
+def test_csv_cells_never_start_a_formula_and_numbers_stay_numbers(con, tmp_path):
+    from salesflow.reports.excel import is_formula_like
+
+    con.execute("CREATE TABLE marts.hostile (k INTEGER, sku VARCHAR, amount DECIMAL(18,2), "
+                "delta INTEGER, ratio DOUBLE)")
+    con.executemany("INSERT INTO marts.hostile VALUES (?, ?, ?, ?, ?)",
+                    [(i, s, Decimal("-12.50"), -3, -0.25) for i, s in enumerate(HOSTILE)])
+    csv_path, parquet_path = export_table(con, "marts.hostile", tmp_path)
+    with open(csv_path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    cells = {int(r[0]): r for r in rows}
+    for i, text in enumerate(HOSTILE):
+        k, sku, amount, delta, ratio = cells[i]
+        # the one rule the xlsx reports follow decides which cells are neutralised
+        assert sku == ("'" + text if is_formula_like(text) else text), (text, sku)
+        assert not sku.lstrip(" ").startswith(("=", "+", "-", "@", "\t", "\r"))
+        assert (amount, delta, ratio) == ("-12.50", "-3", "-0.25")  # numbers, not text
+    assert sum(is_formula_like(t) for t in HOSTILE) == 7
+    # the Parquet file keeps the values as they are
+    assert [r[0] for r in con.execute("SELECT sku FROM read_parquet(?) ORDER BY k",
+                                      [str(parquet_path)]).fetchall()] == HOSTILE
+    typed = con.execute("SELECT typeof(amount), typeof(delta) FROM read_csv(?) LIMIT 1",
+                        [str(csv_path)]).fetchone()
+    assert typed[0].startswith("DOUBLE") or typed[0].startswith("DECIMAL")
+    assert typed[1] in ("BIGINT", "INTEGER")

@@ -26,10 +26,10 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from salesflow.formula_cells import is_formula_like
 from salesflow.reports.content import Column, Report, Table, section_notes
 from salesflow.reports.fmt import fmt_value
 
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 NUMBER_FORMATS = {
     "money": "#,##0.00", "int": "#,##0", "pct": "0.00%", "dec1": "#,##0.0",
     "dec3": "#,##0.000", "num": "#,##0.00", "date": "yyyy-mm-dd",
@@ -41,10 +41,6 @@ MAX_WIDTH = 60
 
 SHEETS = ("Summary", "Revenue trend", "Top products", "Stock alerts", "Anomalies", "Expenses",
           "Net profit")
-
-
-def is_formula_like(text: str) -> bool:
-    return text.lstrip(" ").startswith(FORMULA_TRIGGERS)
 
 
 def set_text(cell: Cell, text: str) -> None:
