@@ -6,6 +6,8 @@ Examples::
     python -m emulator --products p.csv --sales s.csv --reset
     python -m emulator                                # serve the existing state
     python -m emulator --live --live-rate 30 --fault-rate 0.05 --fault-seed 7
+    python -m emulator --fault-rate 0.2 --fault-kinds hang --fault-methods POST,PUT --fault-timeout 45
+                                                      # writes applied after the client gave up
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault-kinds",
         default=None,
         help=f"comma-separated subset of {','.join(FAULT_KINDS)} (default: all)",
+    )
+    run.add_argument(
+        "--fault-methods",
+        default=None,
+        help="comma-separated HTTP methods faults hit, e.g. POST,PUT,DELETE for writes only (default: all)",
     )
     run.add_argument("--fault-timeout", type=float, default=10.0, help="seconds a 'hang' fault lasts")
     run.add_argument("--latency-ms", type=float, default=0, help="delay added to every request")
@@ -144,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         return _fail(f"--clock wants YYYY-MM-DD, got {args.clock!r}")
     fault_kinds = [k.strip() for k in args.fault_kinds.split(",") if k.strip()] if args.fault_kinds else None
+    fault_methods = [m.strip() for m in args.fault_methods.split(",") if m.strip()] if args.fault_methods else None
 
     state_path = Path(args.state)
     if args.reset:
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             fault_seed=args.fault_seed,
             fault_kinds=fault_kinds,
+            fault_methods=fault_methods,
             fault_timeout_s=args.fault_timeout,
             latency_ms=args.latency_ms,
             token_ttl=args.token_ttl,

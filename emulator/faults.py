@@ -12,6 +12,11 @@ With probability ``rate`` per request (seeded RNG, so a run can be replayed) one
   chunked encoding) lets the client see the body is incomplete. An answer without a body
   (204) is reset instead, never sent as if complete.
 
+``methods`` restricts random faults to some HTTP methods: ``("POST", "PUT", "DELETE")`` with
+``hang`` is a core that applies writes after the client gave up. Tests script exact faults
+with :meth:`FaultInjector.plan`: the next matching request(s) get a given fault, a hold of
+their own length, and callbacks when the request is received and when it has been applied.
+
 Connection-level faults need the transport of the server connection, which uvicorn exposes
 through the ASGI ``send`` callable (as used by :mod:`emulator.testing` and the CLI).
 """
@@ -24,10 +29,36 @@ import socket
 import struct
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
 FAULT_KINDS = ("http_500", "http_502", "http_503", "reset", "hang", "truncate")
 HTTP_FAULTS = {"http_500": 500, "http_502": 502, "http_503": 503}
+
+
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class PlannedFault:
+    """A scripted fault for the next ``times`` requests matching ``method`` and ``path`` (the
+    path under ``/api/v1``, matched as a prefix). ``kind`` None injects nothing but the hold and
+    the callbacks. ``on_received`` runs once the request body is read, ``on_applied`` once the
+    core has done the work, before the answer is sent; ``done`` is set after each request."""
+
+    kind: str | None
+    method: str | None = None
+    path: str | None = None
+    times: int = 1
+    hold_s: float = 0.0
+    on_received: Callable[[], None] | None = None
+    on_applied: Callable[[], None] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    seen: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.method is None or self.method == method)
+                and (self.path is None or path.startswith("/api/v1" + self.path)))
 
 
 class FaultInjector:
@@ -37,6 +68,7 @@ class FaultInjector:
         seed: int | None = None,
         kinds: Sequence[str] | None = None,
         timeout_s: float = 10.0,
+        methods: Sequence[str] | None = None,
     ):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be within [0, 1], got {rate}")
@@ -47,13 +79,39 @@ class FaultInjector:
         self.rate = rate
         self.kinds = kinds
         self.timeout_s = timeout_s
+        self.methods = frozenset(m.upper() for m in methods) if methods else None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._planned: list[PlannedFault] = []
         self.counts: Counter[str] = Counter()
 
-    def draw(self) -> str | None:
-        """The fault for the next request, or None."""
+    def plan(self, kind: str | None = "hang", **options: Any) -> PlannedFault:
+        """Script a fault (see :class:`PlannedFault`); planned faults come before random ones."""
+        if kind is not None and kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        planned = PlannedFault(kind, **options)
+        if kind == "hang" and not planned.hold_s:
+            planned.hold_s = self.timeout_s
+        with self._lock:
+            self._planned.append(planned)
+        return planned
+
+    def take_planned(self, method: str, path: str) -> PlannedFault | None:
+        """The planned fault for this request (counted as used), or None."""
+        with self._lock:
+            for planned in self._planned:
+                if planned.seen < planned.times and planned.matches(method, path):
+                    planned.seen += 1
+                    if planned.kind:
+                        self.counts[planned.kind] += 1
+                    return planned
+        return None
+
+    def draw(self, method: str | None = None) -> str | None:
+        """The random fault for the next request, or None."""
         if self.rate <= 0.0:
+            return None
+        if self.methods is not None and method is not None and method.upper() not in self.methods:
             return None
         with self._lock:
             if self._rng.random() >= self.rate:

@@ -95,7 +95,16 @@ class EmulatorApp(Starlette):
                 message = {**message, "headers": headers}
             await send(message)
 
-        fault = self.faults.draw()
+        planned = self.faults.take_planned(scope.get("method", "GET"), scope.get("path", ""))
+        try:
+            await self._serve(scope, receive, send, send_dated, planned)
+        finally:
+            if planned is not None:
+                planned.done.set()
+
+    async def _serve(self, scope, receive, send, send_dated, planned) -> None:
+        clock = self.clock
+        fault = planned.kind if planned is not None else self.faults.draw(scope.get("method"))
         owner, transport = connection_of(send)
         if fault is not None and transport is None and fault in ("reset", "truncate"):
             fault = "http_500"  # no connection to drop outside uvicorn
@@ -107,11 +116,20 @@ class EmulatorApp(Starlette):
             body = _error_body(clock, err, HTTP_FAULTS[fault])
             await _json(body, HTTP_FAULTS[fault])(scope, receive, send_dated)
             return
-        if fault == "hang":
+        hold = self.faults.timeout_s if fault == "hang" else 0.0
+        if planned is not None:
+            hold = planned.hold_s
+            receive = await _buffered(receive)
+            if planned.on_received is not None:
+                await asyncio.to_thread(planned.on_received)
+            if planned.on_applied is not None:
+                send_dated = _before_answer(send_dated, planned.on_applied)
+        elif fault == "hang":
             # The request is read first, as a stalled server would have done: the work is
             # still done after the stall, even when the client has given up meanwhile.
             receive = await _buffered(receive)
-            await asyncio.sleep(self.faults.timeout_s)
+        if hold > 0:
+            await asyncio.sleep(hold)
 
         raw_path = scope.get("raw_path") or scope.get("path", "").encode()
         if _REJECTED_RAW.search(raw_path.split(b"?", 1)[0]):
@@ -128,6 +146,17 @@ class EmulatorApp(Starlette):
                     raise
             return
         await super().__call__(scope, receive, send_dated)
+
+
+def _before_answer(send, callback):
+    """``send`` that runs ``callback`` (in a thread) once the answer is ready, before it goes out."""
+
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            await asyncio.to_thread(callback)
+        await send(message)
+
+    return wrapped
 
 
 async def _buffered(receive):
@@ -208,6 +237,7 @@ def create_app(
     fault_timeout_s: float = 10.0,
     jwt_secret: str | None = None,
     fault_kinds: list[str] | tuple[str, ...] | None = None,
+    fault_methods: list[str] | tuple[str, ...] | None = None,
     live_rate: float | None = None,
     live_seed: int | None = None,
 ) -> Starlette:
@@ -215,7 +245,8 @@ def create_app(
 
     Environment read here: ``JWT_SECRET``, ``SALESFLOW_CORE_PHONE``/``_PASSWORD`` (ADMIN),
     ``SALESFLOW_EMULATOR_USER_PHONE``/``_PASSWORD`` (USER), ``SALESFLOW_TIMEZONE`` (when no
-    clock is given). ``fault_kinds`` restricts injected faults (default: all kinds);
+    clock is given). ``fault_kinds`` restricts injected faults (default: all kinds), and
+    ``fault_methods`` the HTTP methods they hit (default: all);
     ``live_rate`` (sales per minute) runs the live sales generator while the app is up.
     """
     clock = clock or Clock()
@@ -225,7 +256,7 @@ def create_app(
     core = Core(state, clock)
     core.ensure_accounts(accounts)
     tokens = Tokens(secret, token_ttl)
-    faults = FaultInjector(fault_rate, fault_seed, fault_kinds, fault_timeout_s)
+    faults = FaultInjector(fault_rate, fault_seed, fault_kinds, fault_timeout_s, fault_methods)
 
     routes: list[Route] = []
 

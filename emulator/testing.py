@@ -12,7 +12,15 @@ Typical use::
 ``running_emulator`` starts uvicorn on 127.0.0.1 with a free port in a background thread,
 returns once the server is listening and stops it on exit. Keyword arguments go to
 :func:`emulator.server.create_app` (``clock``, ``fault_rate``, ``fault_seed``,
-``fault_kinds``, ``latency_ms``, ``token_ttl``, ``fault_timeout_s``, ``jwt_secret``, ...).
+``fault_kinds``, ``fault_methods``, ``latency_ms``, ``token_ttl``, ``fault_timeout_s``,
+``jwt_secret``, ...).
+
+Exact faults are scripted on the running app, e.g. a bulk sale the core applies 2 s after it
+arrived, while the client has long given up::
+
+    held = core.app.state.faults.plan("hang", method="POST", path="/sales/bulk", hold_s=2)
+    ...
+    held.done.wait(10)  # the held request has been applied and answered
 """
 
 from __future__ import annotations

@@ -139,3 +139,36 @@ def test_a_hung_write_still_happens_after_the_client_gave_up(seeded, clock):
         emu.app.state.faults.rate = 0.0
         sales = httpx.get(f"{emu.url}{API}/sales", headers=headers).json()
         assert len(sales) == 6 and sales[-1]["items"][0]["sku"] == "MUG-1"
+
+
+def test_faults_can_be_limited_to_writes(seeded, clock):
+    headers = _admin_headers(seeded, clock)
+    with running_emulator(seeded, clock=clock, fault_rate=1.0, fault_kinds=["http_503"],
+                          fault_methods=["POST", "PUT"]) as emu:
+        for _ in range(5):
+            assert httpx.get(f"{emu.url}{API}/products", headers=headers).status_code == 200
+        resp = httpx.post(f"{emu.url}{API}/sales", json={"items": [{"sku": "MUG-1", "quantity": 1}]},
+                          headers=headers)
+        assert_error(resp, 503, "INTERNAL_ERROR")
+        assert dict(emu.app.state.faults.counts) == {"http_503": 1}
+    assert FaultInjector(1.0, seed=1, methods=["post"]).draw("GET") is None
+
+
+def test_a_planned_hold_applies_one_write_late_and_reports_each_step(seeded, clock):
+    headers = _admin_headers(seeded, clock)
+    steps = []
+    with running_emulator(seeded, clock=clock) as emu:
+        held = emu.app.state.faults.plan(
+            "hang", method="POST", path="/sales", hold_s=0.6,
+            on_received=lambda: steps.append("received"), on_applied=lambda: steps.append("applied"))
+        sale = {"items": [{"sku": "MUG-1", "quantity": 1}]}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{emu.url}{API}/sales", json=sale, headers=headers, timeout=0.2)
+        assert steps == ["received"]
+        assert len(httpx.get(f"{emu.url}{API}/sales", headers=headers).json()) == 5  # not yet
+        assert held.done.wait(5) and steps == ["received", "applied"]
+        assert len(httpx.get(f"{emu.url}{API}/sales", headers=headers).json()) == 6
+        started = time.perf_counter()  # planned for one request only: the next is served at once
+        assert httpx.post(f"{emu.url}{API}/sales", json=sale, headers=headers).status_code == 201
+        assert time.perf_counter() - started < 0.5
+        assert emu.app.state.faults.counts["hang"] == 1
