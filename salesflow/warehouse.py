@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 SCHEMAS = ("raw", "marts", "ml", "ops")
 
@@ -96,13 +98,64 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE ml.forecast_backtest ADD COLUMN IF NOT EXISTS rmsse DOUBLE")
 
 
+LOCK_TIMEOUT_ENV = "SALESFLOW_WAREHOUSE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+
+
+class WarehouseLockedError(duckdb.IOException):
+    """Another process kept the warehouse file locked for longer than the wait allowed."""
+
+
+def lock_timeout_s(environ=None) -> float:
+    """Seconds a connection waits for another process's lock (``SALESFLOW_WAREHOUSE_LOCK_TIMEOUT``)."""
+    text = ((os.environ if environ is None else environ).get(LOCK_TIMEOUT_ENV) or "").strip()
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, got {text!r}")
+    return value
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "could not set lock" in str(exc).lower()
+
+
+def open_duckdb(path: str | Path, *, read_only: bool = False, config: dict | None = None,
+                timeout_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Connect to the file, waiting with backoff (bounded) while another process holds its lock.
+
+    DuckDB lets one process write a file and refuses every other connection meanwhile, read-only
+    ones included."""
+    timeout = lock_timeout_s() if timeout_s is None else timeout_s
+    retrying = Retrying(retry=retry_if_exception(_is_lock_error), stop=stop_after_delay(timeout),
+                        wait=wait_random_exponential(multiplier=0.05, max=2), reraise=True)
+    try:
+        for attempt in retrying:
+            with attempt:
+                return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
+    except duckdb.IOException as exc:
+        if not _is_lock_error(exc):
+            raise
+        raise WarehouseLockedError(
+            f"the warehouse {path} is still locked by another process after waiting {timeout:g} s "
+            f"(set {LOCK_TIMEOUT_ENV} to wait longer): {exc}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @contextmanager
-def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse file (creating its folder and the contract tables) and always close it."""
+def connect(path: str | Path, *, read_only: bool = False,
+            timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file (creating its folder and the contract tables) and always close it.
+
+    While another process holds the file's lock, wait for it (see ``open_duckdb``)."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = open_duckdb(path, read_only=read_only, timeout_s=timeout_s)
     try:
         if not read_only:
             ensure_schema(con)
