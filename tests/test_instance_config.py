@@ -43,6 +43,27 @@ def test_local_instance_serialises_warehouse_writers(tmp_path):
         assert node.pools == {WAREHOUSE_POOL}, key
 
 
+
+@pytest.mark.parametrize("config_file", ["dagster.yaml", "deploy/dagster.postgres.yaml"])
+def test_run_monitoring_frees_the_slots_of_ended_runs(tmp_path, config_file):
+    """A killed run must not hold the warehouse pool forever: the daemon's run monitoring fails
+    runs whose worker died and frees the slots of ended runs (both instance files)."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / config_file, home / "dagster.yaml")
+    config, _ = dagster_instance_config(str(home))  # validated against Dagster's schema
+    monitoring = config.get("run_monitoring") or {}
+    assert monitoring.get("enabled") is True
+    assert 0 < monitoring.get("free_slots_after_run_end_seconds", 0) <= 300
+    assert 0 < monitoring.get("start_timeout_seconds", 180) <= 600
+    if config_file == "dagster.yaml":
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert instance.run_monitoring_enabled
+            assert instance.event_log_storage.supports_global_concurrency_limits
+
+
 def _postgres_up() -> bool:
     try:
         with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
