@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import struct
+import uuid
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from tests.imports.builders import fake_ole, raw_xlsx, sheet_xml, write_xlsx
@@ -30,6 +33,7 @@ class Hostile:
     make: Callable[[Path, Path], str]  # (inbox, scratch folder) -> path relative to the inbox
     reason: str  # what the rejection must say
     marks: tuple = ()
+    where: str | None = None  # the cell the reason must name, e.g. "row 2 column B (name)"
 
 
 def _file(name: str, data: bytes | str) -> Callable[[Path, Path], str]:
@@ -235,7 +239,33 @@ HOSTILE = [
     Hostile("duplicate-columns", _file("customers.csv", "customer_id,Name,Full Name\r\nC1,Ada,Ada L\r\n"),
             "duplicate columns"),
     Hostile("formula-text-in-csv", _file("products.csv", "sku,name,price\r\nNEW-8,\"=HYPERLINK(\"\"http://x\"\")\",1\r\n"),
-            "like a formula"),
+            "text cannot start with = (a spreadsheet formula)"),
+    Hostile("formula-dde-plus", _file("products.csv", "sku,name,price\r\nNEW-7,\"+cmd|' /C calc'!A0\",1\r\n"),
+            "text cannot start with + (a spreadsheet formula)", where="row 2 column B (name)"),
+    Hostile("formula-at-hyperlink", _file("customers.csv",
+            'customer_id,name\r\nC1,"@HYPERLINK(""http://evil"",""x"")"\r\n'),
+            "text cannot start with @ (a spreadsheet formula)", where="row 2 column B (name)"),
+    Hostile("formula-minus-arithmetic", _file("products.csv",
+            "sku,name,price,description\r\nNEW-6,Six,1,-2+3\r\n"),
+            "text cannot start with - (a spreadsheet formula)", where="row 2 column D (description)"),
+    Hostile("formula-leading-tab", _built("customers.xlsx", lambda p: write_xlsx(
+            p, [["customer_id", "name"], ["C1", "\tSUM(1)"]])),
+            "text cannot start with a tab (a spreadsheet formula)", where="row 2 column B (name)"),
+    Hostile("formula-leading-carriage-return", _file("customers.csv", 'customer_id,name\r\nC1,"\rAda"\r\n'),
+            "text cannot start with a carriage return (a spreadsheet formula)", where="row 2 column B (name)"),
+    Hostile("numbers-are-not-formulas", _file("products.csv",
+            "sku,name,price,initial_stock\r\nNEW-5,Five,-2+3,+5\r\n"),
+            "'-2+3' is not an amount", where="row 2 column C (price)"),
+    Hostile("semicolon-in-sku", _file("products.csv",
+            "sku,name,price\r\nIMP-1,One,1\r\nIMP-2,Two,2\r\nIMP'3;,Three,3\r\n"),
+            "a sku cannot contain ';': the core refuses it in a web address", where="row 4 column A (sku)"),
+    Hostile("dot-dot-sku", _file("stock_counts.csv", "sku,counted\r\n..,3\r\n"), "a sku cannot be '..'"),
+    Hostile("count-beyond-java-int", _file("stock_counts.csv", f"sku,counted\r\n{SKU},2147483648\r\n"),
+            "2,147,483,648 is too large: at most 2,147,483,647"),
+    Hostile("price-beyond-numeric-12-2", _file("products.csv", "sku,name,price\r\nNEW-4,Four,10000000000\r\n"),
+            "more than 9,999,999,999.99, the largest amount the core keeps"),
+    Hostile("name-too-long-in-utf16", _file("products.csv", "sku,name,price\r\nNEW-3," + "😀" * 51 + ",1\r\n"),
+            "102 characters as the core counts them"),
     Hostile("control-character-in-cell", _file("customers.csv", "customer_id,name\r\nC1,Ada\x1bLove\r\n"),
             "control character U+001B"),
     Hostile("unterminated-quote", _file("customers.csv", 'customer_id,name\r\nC1,"Ada\r\n'), "malformed"),
@@ -280,6 +310,9 @@ def test_hostile_file_is_rejected_clearly_and_nothing_is_committed(shared_env, c
     assert outcome.status == "rejected", outcome.summary()
     said = [outcome.message] + [i.reason for i in outcome.issues]
     assert any(case.reason in s for s in said), (case.reason, said)
+    if case.where:
+        assert any(case.reason in i.reason and i.where() == case.where for i in outcome.issues), \
+            [(i.where(), i.reason) for i in outcome.issues]
     _assert_nothing_committed(env, core_before)
     assert env.inbox_files() == [] or case.id == "path-escaping-the-inbox"
 
@@ -322,11 +355,12 @@ def test_annotated_copy_marks_the_bad_cells(shared_env):
     for ref in ("D2", "B3", "D4"):
         assert data[ref].data_type != "f"
     assert data["D2"].value is None and "formula" in data["D2"].comment.text
-    assert data["D4"].value == "'+cmd|' /C calc'!A0" and data["D4"].comment is None
+    assert data["D4"].value == "'+cmd|' /C calc'!A0" and data["D4"].data_type == "s"
+    assert data["D4"].comment.text.startswith("text cannot start with + (a spreadsheet formula)")
     errors = list(wb["Errors"].iter_rows(values_only=True))
     assert errors[0] == ("Row", "Column", "Header", "Value", "Reason")
     assert (2, "D", "Description") == errors[1][:3] and "formula" in errors[1][4]
-    assert {(r[0], r[1]) for r in errors[1:]} == {(2, "D"), (3, "B"), (4, "A"), (4, "B")}
+    assert {(r[0], r[1]) for r in errors[1:]} == {(2, "D"), (3, "B"), (4, "A"), (4, "B"), (4, "D")}
 
 
 def test_formula_like_text_from_a_csv_stays_inert_in_the_annotated_copy(shared_env):
@@ -336,7 +370,72 @@ def test_formula_like_text_from_a_csv_stays_inert_in_the_annotated_copy(shared_e
              "C2,Bob,-2+3+cmd\r\n")
     outcome = env.run("customers.csv")
     assert outcome.status == "rejected"
-    assert [(i.row, i.column) for i in outcome.issues] == [(2, "name")]
+    assert [(i.row, i.column) for i in outcome.issues] == [(2, "name"), (2, "city"), (3, "city")]
     data = load_workbook(outcome.report)["Data"]
     assert data["B2"].value == "'=HYPERLINK(\"http://evil\")" and data["B2"].data_type == "s"
     assert data["C2"].value == "'@SUM(1)" and data["C3"].value == "'-2+3+cmd"
+
+
+# -- skus in the core's web addresses --------------------------------------------------------
+_SKU_TEXT = st.text(
+    st.one_of(st.sampled_from(list(";%/\\?#.~+-=@&'\" \t\r\n\u2028\u00a0é😀")),
+              st.characters(codec="utf-8")),
+    min_size=1, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def empty_core(tmp_path_factory):
+    from emulator.clock import FixedClock
+    from emulator.testing import running_emulator
+    from salesflow.core_client import CoreClient
+    from tests.conftest import CORE_NOW
+
+    state = tmp_path_factory.mktemp("empty-core") / "core.sqlite3"
+    with running_emulator(state, clock=FixedClock(CORE_NOW)) as emu:
+        with CoreClient(emu.url, *emu.admin, backoff_s=0.01, backoff_max_s=0.05) as client:
+            yield client
+
+
+def _accepted_sku(raw: str) -> str | None:
+    from datetime import date
+
+    from salesflow.imports.reading import Grid
+    from salesflow.imports.validation import validate_grid
+
+    grid = Grid(rows=[["sku", "name", "price"], [raw, "Name", "1"]], source="csv")
+    v = validate_grid(grid, filename="products.csv", today=date(2025, 7, 1), catalogue={})
+    return v.data["sku"][0] if v.ok else None
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=_SKU_TEXT)
+@example(raw="A?B#C")
+@example(raw="...")
+@example(raw="a.b")
+@example(raw="~x y")
+def test_every_sku_validation_accepts_round_trips_through_the_cores_web_address(empty_core, raw):
+    from salesflow.imports.commit import get_product
+
+    sku = _accepted_sku(raw)
+    assume(sku is not None)
+    if get_product(empty_core, sku) is None:
+        name = f"P{uuid.uuid4().hex}"
+        empty_core.post_json("/products", {"name": name, "sku": sku, "price": 1.0}, retry=False)
+    found = get_product(empty_core, sku)
+    assert isinstance(found, dict) and found["sku"] == sku
+
+
+@pytest.mark.parametrize("sku", ["IMP'3;", "50%", "A/B", "A\\B", ".", ".."])
+def test_the_skus_validation_refuses_are_ones_the_core_cannot_be_asked_about(empty_core, sku):
+    from salesflow.errors import CoreApiError
+    from salesflow.imports.commit import get_product
+
+    assert _accepted_sku(sku) is None
+    empty_core.post_json("/products", {"name": f"P{uuid.uuid4().hex}", "sku": sku, "price": 1.0},
+                         retry=False)
+    try:
+        found = get_product(empty_core, sku)
+    except CoreApiError as exc:
+        assert exc.status == 400
+    else:
+        assert not (isinstance(found, dict) and found.get("sku") == sku)

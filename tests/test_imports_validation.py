@@ -291,3 +291,121 @@ def test_templates_are_recognised_once_filled_in_and_refused_while_empty(tmp_pat
     v = validate_grid(read_file(filled), filename=filled.name, today=TODAY, catalogue=catalogue)
     assert v.kind.name == kind_name and v.ok, [i.reason for i in v.issues]
     assert v.rows_total == 1
+
+
+# -- every rule of the core, mirrored before anything is sent -------------------------------
+FORMULA = "text cannot start with {} (a spreadsheet formula)"
+
+
+def test_formula_prefixes_in_text_columns_are_refused_naming_row_and_column():
+    v = check([
+        ["sku", "name", "price", "description"],
+        ["F-1", "+cmd|' /C calc'!A0", "1", ""],
+        ["F-2", '@HYPERLINK("http://evil","x")', "1", ""],
+        ["F-3", "-2+3", "1", ""],
+        ["F-4", "Tabbed", "1", "\tSUM(1)"],
+        ["F-5", "\rCarriage", "1", ""],
+        ["F-6", "=1+1", "1", " =trimmed"],
+        ["F-7", "Plain -2+3 @ok", "1", "fine + dandy"],
+    ], name="products.csv")
+    assert reasons(v) == [
+        (2, "name", FORMULA.format("+")),
+        (3, "name", FORMULA.format("@")),
+        (4, "name", FORMULA.format("-")),
+        (5, "description", FORMULA.format("a tab")),
+        (6, "name", FORMULA.format("a carriage return")),
+        (7, "name", FORMULA.format("=")), (7, "description", FORMULA.format("=")),
+    ]
+    assert [i.where() for i in v.issues[:1]] == ["row 2 column B (name)"]
+    assert v.rows_valid == 1 and v.data["name"][-1] == "Plain -2+3 @ok"
+
+
+def test_numbers_in_numeric_columns_still_parse_and_formulas_there_are_not_numbers():
+    v = check([
+        ["sku", "name", "price", "initial_stock", "low_stock_threshold"],
+        ["N-1", "One", "+2.50", "+5", "+3"],
+        ["N-2", "Two", "-2+3", "-5", "-5"],
+    ], name="products.csv")
+    assert v.data["price"][0] == Decimal("2.50") and v.data["initial_stock"][0] == 5
+    assert v.data["low_stock_threshold"][0] == 3
+    assert reasons(v) == [
+        (3, "price", "'-2+3' is not an amount"),
+        (3, "initial_stock", "must be at least 0 (got -5)"),
+        (3, "low_stock_threshold", "must be greater than 0 (got -5)"),
+    ]
+
+
+def test_formula_prefixes_in_every_text_column_of_every_kind():
+    v = validate_grid(grid([["customer_id", "name", "email", "phone", "city"],
+                            ["C1", "Ada", "=x@example.com", "+44 20 7946 0000", "-2+3"],
+                            ["@C2", "Bob", "", "+1 (555) 010-9999", ""],
+                            ["C3", "Cy", "", "+1 555 0100+cmd", ""]]),
+                      filename="customers.csv", today=TODAY, catalogue=None)
+    assert reasons(v) == [(2, "email", FORMULA.format("=")), (2, "city", FORMULA.format("-")),
+                          (3, "customer_id", FORMULA.format("@")), (4, "phone", FORMULA.format("+"))]
+    v = check([["date", "receipt", "sku", "qty", "unit_price", "product_name"],
+               ["2025-06-01", "+R1", "A-1", "1", "1", "@x"]], name="sales_history.csv")
+    assert reasons(v) == [(2, "receipt", FORMULA.format("+")), (2, "product_name", FORMULA.format("@"))]
+    v = check([["date", "amount", "vendor"], ["2025-06-01", "3", "-Acme"]], name="expenses.csv")
+    assert reasons(v) == [(2, "vendor", FORMULA.format("-"))]
+
+
+def test_the_probes_products_file_is_refused_before_anything_is_sent():
+    v = check([["sku", "name", "price"], ["IMP-1", "One", "1"], ["IMP-2", "Two", "2"],
+               ["IMP'3;", "Three", "3"]], name="products.csv")
+    assert len(v.issues) == 1 and (v.issues[0].row, v.issues[0].column) == (4, "sku")
+    assert "cannot contain ';'" in v.issues[0].reason
+
+
+def test_skus_go_into_web_addresses_only_for_products_and_stock_counts():
+    catalogue = {**CATALOGUE, "A;1": {"sku": "A;1", "name": "Odd", "price": 1.0, "stockQuantity": 5}}
+    assert check([["sku", "qty"], ["A;1", "1"]], name="sales.csv", catalogue=catalogue).ok
+    v = check([["sku", "counted"], ["A;1", "1"]], name="stock_counts.csv", catalogue=catalogue)
+    assert [(r, c) for r, c, _ in reasons(v)] == [(2, "sku")] and "';'" in v.issues[0].reason
+
+
+def test_lengths_are_counted_as_the_core_counts_them():
+    v = check([["sku", "name", "price"],
+               ["L-1", "é" * 100, "1"],
+               ["L-2", "😀" * 51, "1"],
+               ["😀" * 26, "Long sku", "1"],
+               ["L-4", "x" * 101, "1"]], name="products.csv")
+    assert reasons(v) == [
+        (3, "name", "102 characters as the core counts them (some count twice); at most 100"),
+        (4, "sku", "52 characters as the core counts them (some count twice); at most 50"),
+        (5, "name", "101 characters; at most 100"),
+    ]
+
+
+def test_numbers_stay_within_the_cores_ranges():
+    v = check([["sku", "name", "price", "initial_stock", "low_stock_threshold"],
+               ["R-1", "Max", "9,999,999,999.99", "2147483647", "2147483647"],
+               ["R-2", "Over", "10000000000", "2147483648", "99999999999"]], name="products.csv")
+    assert v.data["price"][0] == Decimal("9999999999.99") and v.data["initial_stock"][0] == 2**31 - 1
+    assert reasons(v) == [
+        (3, "price", "10000000000.00 is more than 9,999,999,999.99, the largest amount the core keeps"),
+        (3, "initial_stock", "2,147,483,648 is too large: at most 2,147,483,647"),
+        (3, "low_stock_threshold", "99,999,999,999 is too large: at most 2,147,483,647"),
+    ]
+    v = validate_grid(grid([["date", "amount"], ["2025-06-01", "12345678901"]]),
+                      filename="expenses.csv", today=TODAY, catalogue=None)
+    assert [(r, c) for r, c, _ in reasons(v)] == [(2, "amount")]
+
+
+def test_sale_amounts_the_core_would_compute_stay_within_its_range():
+    catalogue = {**CATALOGUE, "GOLD": {"sku": "GOLD", "name": "Gold", "price": 6e9, "stockQuantity": 9}}
+    v = check([["receipt", "sku", "qty"], ["R1", "GOLD", "1"], ["R2", "GOLD", "2"],
+               ["R3", "GOLD", "1"], ["R3", "GOLD", "1"]], name="sales.csv", catalogue=catalogue)
+    assert reasons(v) == [
+        (3, "qty", "the line comes to 12000000000.00 at the core's price 6000000000.00: more than "
+                   "9,999,999,999.99, the largest amount the core keeps"),
+        (5, "qty", "sale 'R3' comes to 12000000000.00 up to this line: more than 9,999,999,999.99, "
+                   "the largest amount the core keeps"),
+    ]
+    v = check([["date", "receipt", "sku", "qty", "unit_price"],
+               ["2025-06-01", "R1", "A-1", "2147483647", "9999999999.99"],
+               ["2025-06-01", "R2", "A-1", "1", "6000000000"],
+               ["2025-06-01", "R2", "B-2", "1", "6000000000"]], name="sales_history.csv")
+    assert [(r, c) for r, c, _ in reasons(v)] == [(2, "qty"), (4, "qty")]
+    assert "the line comes to" in v.issues[0].reason and "sale 'R2' comes to" in v.issues[1].reason
+

@@ -142,3 +142,39 @@ def test_kind_hint_from_the_file_name(name, kind):
 ])
 def test_neutralise_makes_formula_like_text_inert(value, written):
     assert neutralise(value) == written
+
+
+@pytest.mark.parametrize("sku, reason", [
+    ("IMP'3;", "cannot contain ';'"), ("50%OFF", "cannot contain '%'"), ("A/B", "cannot contain '/'"),
+    ("A\\B", "cannot contain '\\\\'"), ("A\nB", "line breaks"), ("A\tB", "tabs"),
+    ("A\u2028B", "line breaks"), ("A\u2029B", "line breaks"), ("A\x00B", "U\\+0000"),
+    (".", "cannot be '.'"), ("..", "cannot be '..'"),
+])
+def test_skus_the_cores_firewall_refuses_in_a_web_address_are_refused(sku, reason):
+    with pytest.raises(V.CellError, match=reason):
+        V.parse_sku(sku)
+
+
+@pytest.mark.parametrize("sku", ["A?B", "BOLT#4", "...", "a.b", "IMP'3", "Café crème", "x y", "~+_"])
+def test_skus_the_core_takes_once_percent_encoded_are_kept(sku):
+    assert V.parse_sku(sku) == sku
+
+
+@pytest.mark.parametrize("text, expected", [("-5", -5), ("+5", 5), (" -5 ", -5), ("-1,234", -1234)])
+def test_signed_numbers_in_numeric_columns_still_parse(text, expected):
+    assert V.parse_int(text) == expected
+
+
+@pytest.mark.parametrize("parse, text, reason", [
+    (V.parse_int, "-2+3", "'-2\\+3' is not a whole number"),
+    (V.parse_money, "-2+3", "'-2\\+3' is not an amount"),
+    (V.parse_int, "=2+3", "'=2\\+3' is not a whole number"),
+    (V.parse_money, "@SUM(1)", "'@SUM\\(1\\)' is not an amount"),
+])
+def test_formulas_in_numeric_columns_are_not_numbers(parse, text, reason):
+    with pytest.raises(V.CellError, match=reason):
+        parse(text)
+
+
+def test_java_length_counts_utf16_code_units_as_the_core_does():
+    assert V.java_length("abc") == 3 and V.java_length("é") == 1 and V.java_length("😀") == 2

@@ -30,7 +30,8 @@ class Column:
     minimum: int | None = None  # numbers: the smallest value allowed
     doc: str = ""
     example: str = ""
-    sku: bool = False  # a sku: stricter characters (it goes into the core's URLs)
+    sku: bool = False  # a sku: stricter characters where it goes into the core's URLs
+    phone: bool = False  # a phone number: may start with +
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ SKU = Column(
     ("product_sku", "item_sku", "sku_code", "product_code", "item_code", "article",
      "article_no", "article_number", "code"),
     max_len=50, sku=True,
-    doc="The product's sku in the core (at most 50 characters; no / \\ ? # %).",
+    doc="The product's sku in the core (at most 50 characters; no ; % / \\ or line breaks).",
     example="SKU-0001",
 )
 QUANTITY_SOLD = Column(
@@ -216,7 +217,7 @@ CUSTOMERS = _kind(Kind(
         Column("email", EMAIL, False, ("e_mail", "email_address", "mail"), max_len=254,
                doc="Optional e-mail address.", example="ada@example.com"),
         Column("phone", TEXT, False, ("phone_number", "telephone", "tel", "mobile"),
-               max_len=40, doc="Optional phone number.", example="+44 20 7946 0000"),
+               max_len=40, phone=True, doc="Optional phone number.", example="+44 20 7946 0000"),
         Column("city", TEXT, False, ("town",), max_len=100, doc="Optional city.",
                example="London"),
         Column("customer_since", DATE, False,
@@ -250,6 +251,9 @@ EXPENSES = _kind(Kind(
     unique=("expense_id",),
     prefixes=("expenses", "expense", "costs"),
 ))
+
+# Kinds whose skus go into the core's web addresses (``/products/by-sku/{sku}``).
+SKU_IN_PATH = {"products", "stock_counts"}
 
 # Money that must be strictly positive (others only non-negative).
 POSITIVE_MONEY = {("expenses", "amount")}

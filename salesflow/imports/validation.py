@@ -4,17 +4,23 @@ every problem with its row number (as shown in the spreadsheet), column and reas
 Rules beyond types (the core's catalogue and today's date are passed in, so this module
 needs no network):
 
-* every kind: required cells present, lengths within the core's limits, no control
-  characters, no formulas, dates not in the future (``today`` is the core's day) and not
-  before 2000, unique keys within the file (sku for products and stock counts, product name
-  for products, customer id, expense id);
-* products: price ≥ 0; a product name already used by another sku in the core is refused;
+* every kind: required cells present, lengths within the core's limits (counted in UTF-16
+  units, as Java does, for the core's kinds), no control characters, no formulas and no text
+  a spreadsheet would read as one (``= + - @``, a leading tab or line break; a phone number
+  may start with ``+``), whole numbers within a Java int, amounts within NUMERIC(12,2),
+  dates not in the future (``today`` is the core's day) and not before 2000, unique keys
+  within the file (sku for products and stock counts, product name for products, customer
+  id, expense id);
+* products, stock counts: the sku goes into ``/products/by-sku/{sku}``, so nothing the
+  core's firewall refuses there (``; % / \\``, line breaks, ``.`` and ``..``);
+* products: price ≥ 0, initial stock ≥ 0, low-stock threshold ≥ 1; a product name already
+  used by another sku in the core is refused;
 * stock counts, sales, sales history: the sku must be in the core's catalogue;
 * sales: quantity > 0, enough stock in the core for the whole file (rows already committed
   by an interrupted import are not counted twice); lines sharing a sale_ref must agree on the
-  customer;
+  customer; each line (at the core's price) and each sale within the core's amounts;
 * sales history: quantity > 0, unit price ≥ 0; lines of one sale (same date and sale_ref)
-  must agree on time and customer;
+  must agree on time and customer; each line and each sale within the core's amounts;
 * expenses: amount > 0.
 """
 
@@ -23,11 +29,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 from salesflow.imports import values as V
 from salesflow.imports.kinds import (
-    DATE, EMAIL, INT, KINDS, MONEY, POSITIVE_MONEY, REJECTED_FOREIGN, TEXT, TIME, Kind,
+    CORE, DATE, EMAIL, INT, KINDS, MONEY, POSITIVE_MONEY, REJECTED_FOREIGN, SKU_IN_PATH, TEXT,
+    TIME, Kind,
     kind_from_filename, match_header, normalize_header, recognised_cells,
 )
 from salesflow.imports.reading import DEFAULT_LIMITS, FileRejected, Grid, Limits, column_letter
@@ -188,49 +196,61 @@ ParseFn = Callable[[Any], Any]
 def _parser(kind: Kind, name: str) -> ParseFn:
     col = kind.column(name)
     if col.type == TEXT:
-        base = V.parse_sku if col.sku else V.as_text
-        limit = col.max_len
-
-        def parse_text(value, _base=base, _limit=limit):
-            text = _base(value)
-            if _limit and len(text) > _limit:
-                raise V.CellError(f"{len(text):,} characters; at most {_limit}")
-            if text.startswith("="):
-                raise V.CellError("starts with '=' like a formula: write the value itself")
-            return text
-        return parse_text
+        return _text_parser(kind, col)
     if col.type == EMAIL:
         return V.parse_email
     if col.type == INT:
-        low = col.minimum
-
-        def parse_int(value, _low=low):
-            n = V.parse_int(value)
-            if _low is not None and n < _low:
-                raise V.CellError(f"must be {'greater than 0' if _low == 1 else f'at least {_low}'}"
-                                  f" (got {n})")
-            if n > 2**31 - 1:
-                raise V.CellError(f"{n} is too large")
-            return n
-        return parse_int
+        return _int_parser(col.minimum)
     if col.type == MONEY:
-        positive = (kind.name, name) in POSITIVE_MONEY
-
-        def parse_money(value, _positive=positive):
-            amount = V.parse_money(value)
-            if _positive and amount <= 0:
-                raise V.CellError(f"must be greater than 0 (got {amount})")
-            if amount < 0:
-                raise V.CellError(f"must be 0 or more (got {amount})")
-            if abs(amount) >= 10**16:
-                raise V.CellError("amount too large")
-            return amount
-        return parse_money
+        return _money_parser((kind.name, name) in POSITIVE_MONEY)
     if col.type == DATE:
         return V.parse_datetime
     if col.type == TIME:
         return V.parse_time
     raise ValueError(col.type)
+
+
+def _text_parser(kind: Kind, col) -> ParseFn:
+    base = V.parse_sku if col.sku and kind.name in SKU_IN_PATH else V.as_text
+    limit = col.max_len
+    core = kind.target == CORE
+
+    def parse_text(value):
+        text = base(value)
+        V.check_formula(value, text, phone=col.phone)
+        if limit and len(text) > limit:
+            raise V.CellError(f"{len(text):,} characters; at most {limit}")
+        if limit and core and V.java_length(text) > limit:
+            raise V.CellError(f"{V.java_length(text):,} characters as the core counts them "
+                              f"(some count twice); at most {limit}")
+        return text
+    return parse_text
+
+
+def _int_parser(low: int | None) -> ParseFn:
+    def parse_int(value):
+        n = V.parse_int(value)
+        if low is not None and n < low:
+            raise V.CellError(f"must be {'greater than 0' if low == 1 else f'at least {low}'}"
+                              f" (got {n})")
+        if n > V.MAX_INT:
+            raise V.CellError(f"{n:,} is too large: at most {V.MAX_INT:,}")
+        return n
+    return parse_int
+
+
+def _money_parser(positive: bool) -> ParseFn:
+    def parse_money(value):
+        amount = V.parse_money(value)
+        if positive and amount <= 0:
+            raise V.CellError(f"must be greater than 0 (got {amount})")
+        if amount < 0:
+            raise V.CellError(f"must be 0 or more (got {amount})")
+        if amount > V.MAX_AMOUNT:
+            raise V.CellError(f"{amount} is more than {V.MAX_AMOUNT:,}, the largest amount "
+                              "the core keeps")
+        return amount
+    return parse_money
 
 
 def validate_grid(
@@ -451,11 +471,50 @@ def _business_rules(result: Validated, data_rows: list[int], add, *, today: date
                         f"not enough stock: the file sells {sold[sku]} of {sku!r} up to this row, "
                         f"the core has {stock}", qty)
 
+    if kind.name == "sales" and catalogue is not None:
+        def core_price(pos):
+            product = catalogue.get(data["sku"][pos])
+            return None if product is None else _price(product.get("price"))
+        _sale_amounts(result, data_rows, add, core_price, lambda pos: data["sale_ref"][pos])
+
     if kind.name == "sales_history":
         def key(pos):
             ref = data["sale_ref"][pos]
             return None if ref is None else (data["date"][pos], ref)
         _sale_groups(result, data_rows, add, ("time", "customer_id"), key=key)
+        _sale_amounts(result, data_rows, add, lambda pos: data["unit_price"][pos], key)
+
+
+def _price(value) -> Decimal | None:
+    try:
+        return Decimal(str(value)).quantize(V.CENT)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _sale_amounts(result: Validated, data_rows: list[int], add, price_of, key) -> None:
+    """Line subtotals and sale totals must stay within the core's amounts (NUMERIC(12,2))."""
+    data = result.data
+    col = result.index_of("quantity")
+    top = f"more than {V.MAX_AMOUNT:,}, the largest amount the core keeps"
+    totals: dict[Any, Decimal] = {}
+    for pos, qty in enumerate(data["quantity"]):
+        price = price_of(pos)
+        if qty is None or price is None:
+            continue
+        line = price * qty
+        if line > V.MAX_AMOUNT:
+            at = "" if result.kind.name == "sales_history" else f" at the core's price {price}"
+            add(data_rows[pos], col, f"the line comes to {line}{at}: {top}", qty)
+            continue
+        k = key(pos)
+        if k is None:
+            continue
+        before = totals.get(k, Decimal(0))
+        totals[k] = before + line
+        if before <= V.MAX_AMOUNT < totals[k]:
+            add(data_rows[pos], col, f"sale {data['sale_ref'][pos]!r} comes to {totals[k]} up to "
+                f"this line: {top}", qty)
 
 
 def _sale_groups(result: Validated, data_rows: list[int], add, fields: tuple[str, ...], key) -> None:

@@ -29,6 +29,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 CENT = Decimal("0.01")
 MIN_DATE = date(2000, 1, 1)
 MAX_CELL_CHARS = 32_767  # Excel's own limit for one cell
+MAX_INT = 2**31 - 1  # the core's counts are Java ints
+MAX_AMOUNT = Decimal("9999999999.99")  # the core's amounts are NUMERIC(12,2)
 
 
 class CellError(ValueError):
@@ -93,14 +95,47 @@ def as_text(value) -> str:
     return _check_text(str(value).strip())
 
 
-_SKU_BAD = re.compile(r"[/\\?#%\t\r\n]")
+def java_length(text: str) -> int:
+    """The length Java's ``String.length()`` gives: UTF-16 code units."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+# Spring Security's StrictHttpFirewall refuses these in a path, even percent-encoded.
+_PATH_REFUSED = ";%/\\"
+_PATH_BREAKS = "\t\r\n\u2028\u2029"
 
 
 def parse_sku(value) -> str:
+    """A sku the core can be asked about in ``/products/by-sku/{sku}`` once percent-encoded."""
     text = as_text(value)
-    if _SKU_BAD.search(text):
-        raise CellError("a sku cannot contain / \\ ? # % or line breaks")
+    for ch in text:
+        if ch in _PATH_REFUSED:
+            raise CellError(f"a sku cannot contain '{ch}': the core refuses it in a web address")
+        if ch in _PATH_BREAKS:
+            raise CellError("a sku cannot contain line breaks or tabs")
+        if unicodedata.category(ch) == "Cs":
+            raise CellError(f"contains the invalid character U+{ord(ch):04X}")
+    if text in (".", ".."):
+        raise CellError(f"a sku cannot be {text!r}: web addresses read it as a folder")
     return text
+
+
+_FORMULA_START = {"=": "=", "+": "+", "-": "-", "@": "@", "\t": "a tab",
+                  "\r": "a carriage return", "\n": "a line break"}
+_PHONE = re.compile(r"^\+[\d ().\-/]+$")
+
+
+def check_formula(raw, text: str, *, phone: bool = False) -> None:
+    """Refuse text a spreadsheet would read as a formula (``= + - @``, a leading tab or line
+    break in the cell as read); a phone number may start with ``+``."""
+    start = None
+    if isinstance(raw, str):
+        lead = raw[: len(raw) - len(raw.lstrip())]
+        start = next((_FORMULA_START[ch] for ch in lead if ch in "\t\r\n"), None)
+    if start is None and text[:1] in _FORMULA_START and not (phone and _PHONE.match(text)):
+        start = _FORMULA_START[text[0]]
+    if start is not None:
+        raise CellError(f"text cannot start with {start} (a spreadsheet formula)")
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -108,6 +143,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 def parse_email(value) -> str:
     text = as_text(value)
+    check_formula(value, text)
     if not _EMAIL.match(text):
         raise CellError("not an e-mail address")
     return text
