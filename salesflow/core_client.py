@@ -3,18 +3,23 @@
 It logs in with the configured ADMIN account, reuses the token, logs in again when the
 core rejects a token it issued earlier (the core answers 403, not 401, for an expired
 token), and retries 5xx answers, timeouts and broken connections with exponential
-backoff and jitter (tenacity). Credentials and tokens never appear in logs or errors.
+backoff and jitter (tenacity). Credentials and tokens never appear in logs or errors: whatever
+the core sends back is redacted of them (``CoreClient._redact``) before it reaches an error.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -33,6 +38,8 @@ from salesflow.errors import CoreApiError, CoreAuthError, CoreDataError
 
 API = "/api/v1"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+REDACTED = "[redacted]"
+MESSAGE_CHARS = 300
 _log = logging.getLogger("salesflow.core")
 
 
@@ -98,6 +105,7 @@ class CoreClient:
         self.log = logger or _log
         self.stats = ClientStats()
         self._token: str | None = None
+        self._secrets: set[str] = {phone, password}  # everything _redact removes
         self._token_deadline: float | None = None
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -137,18 +145,21 @@ class CoreClient:
 
         resp = self._retrying("POST /auth/login")(attempt)
         if resp.status_code != 200:
-            code = _error_code(resp)
+            code, message = self._server_error(resp)
             raise CoreAuthError(
                 f"login to the core was refused (HTTP {resp.status_code}"
-                f"{', ' + code if code else ''}): check SALESFLOW_CORE_PHONE and "
-                "SALESFLOW_CORE_PASSWORD",
+                f"{', ' + code if code else ''}{': ' + message if message else ''}): "
+                "check SALESFLOW_CORE_PHONE and SALESFLOW_CORE_PASSWORD",
                 status=resp.status_code,
                 code=code,
             )
         try:
-            token = orjson.loads(resp.content)["accessToken"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CoreDataError("login answer has no accessToken field") from exc
+            answer = orjson.loads(resp.content)
+            token = answer["accessToken"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise CoreDataError("login answer has no accessToken field") from None
+        refresh = answer.get("refreshToken")
+        self._secrets.update(s for s in (token, refresh) if isinstance(s, str) and s)
         self._token = token
         lifetime = _token_lifetime(token)
         # The core's clock may differ from ours: count the lifetime from our own clock.
@@ -320,29 +331,59 @@ class CoreClient:
     def _raise_for_error(self, what: str, resp: httpx.Response) -> None:
         if resp.status_code < 400:
             return
-        code = _error_code(resp)
-        message = ""
-        try:
-            message = str(orjson.loads(resp.content).get("message") or "")
-        except Exception:
-            pass
+        code, message = self._server_error(resp)
         raise CoreApiError(
             f"{what}: HTTP {resp.status_code}{' ' + code if code else ''}"
-            f"{': ' + message[:300] if message else ''}",
+            f"{': ' + message if message else ''}",
             status=resp.status_code,
             code=code,
         )
 
+    def _server_error(self, resp: httpx.Response) -> tuple[str | None, str]:
+        """The error body's code and its words (message, details, error, path), redacted."""
+        code, message = _error_parts(resp)
 
-def _error_code(resp: httpx.Response) -> str | None:
+        def clean(text: str) -> str:  # redacted before anything can change a secret's spelling
+            return " ".join(self._redact(text).split())[:MESSAGE_CHARS]
+
+        return (clean(code) or None) if code else None, clean(message)
+
+    def _redact(self, text: str) -> str:
+        """``text`` from the core without this client's phone, password or tokens, in any of
+        the forms a server might echo them (raw, JSON-escaped, URL- or HTML-encoded)."""
+        forms = {f for secret in self._secrets if secret for f in _secret_forms(secret)}
+        if not forms:
+            return text
+        pattern = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        return re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
+
+
+def _error_parts(resp: httpx.Response) -> tuple[str | None, str]:
+    """``(code, words)`` of a core error body; words join message, details, error and path."""
     try:
         body = orjson.loads(resp.content)
-    except Exception:
-        return None
-    if isinstance(body, dict):
-        code = body.get("code") or body.get("error")
-        return str(code) if code else None
-    return None
+    except orjson.JSONDecodeError:
+        return None, ""
+    if not isinstance(body, dict):
+        return None, ""
+    code = body.get("code") or body.get("error")
+    details = body.get("details")
+    if isinstance(details, dict):
+        details = "; ".join(f"{k}: {v}" for k, v in details.items())
+    parts = [body.get("message"), details, None if code == body.get("error") else body.get("error")]
+    words = " - ".join(str(p) for p in parts if p)
+    if body.get("path"):
+        words += f" (at {body['path']})"
+    return (str(code) if code else None), words
+
+
+def _secret_forms(secret: str) -> set[str]:
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), html.escape(secret),
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    digits = re.sub(r"\D", "", secret)
+    if secret.startswith("+") and len(digits) >= 6:  # a phone number is also echoed without its +
+        forms.add(digits)
+    return {f for f in forms if f}
 
 
 def _token_lifetime(token: str) -> float | None:

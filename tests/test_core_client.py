@@ -167,3 +167,75 @@ def test_missing_configuration_is_clear():
         CoreClient("http://x", "", "")
     with pytest.raises(CoreApiError, match="SALESFLOW_CORE_URL"):
         CoreClient("", PHONE, PASSWORD)
+
+
+# -- a core that echoes what it receives ------------------------------------------------------
+ODD_PASSWORD = 'pa"ss/wörd+1 &<x>'  # changes under JSON escaping, URL and HTML encoding
+REFRESH = "rt-7f3a9c1e-55aa-4c2b-9e0d-secret"
+
+
+def _forms(secret):
+    import html
+    import json
+    from urllib.parse import quote, quote_plus
+
+    return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+            quote(secret, safe=""), quote(secret, safe="").lower(), quote_plus(secret), html.escape(secret)}
+
+
+def echoing_core(password):
+    """Answers every call but a good login with 400, echoing the request in every error field."""
+    from urllib.parse import urlencode
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = request.content.decode()
+        if request.url.path == "/api/v1/auth/login" and orjson.loads(body)["password"] == password:
+            return httpx.Response(200, json={"accessToken": token(), "refreshToken": REFRESH,
+                                             "tokenType": "Bearer"})
+        auth = request.headers.get("authorization", "")
+        issued = (auth.removeprefix("Bearer "), REFRESH) if auth else ()  # tokens it gave out
+        secrets = [PHONE, password, *issued]
+        every_form = " ".join(f for s in secrets for f in _forms(s))
+        return httpx.Response(400, json={
+            "status": 400, "code": f"RUNTIME_ERROR {auth} {body}",
+            "message": f"bad request; Authorization: {auth}; body: {body}; {every_form}",
+            "details": {"authorization": auth, "body": body, "forms": every_form,
+                        "form": urlencode({"phone": PHONE, "password": password})},
+            "error": f"{auth} {body}", "path": f"/api/v1/x?{urlencode({'p': password, 't': REFRESH})}",
+        })
+
+    return answer
+
+
+def assert_no_secret(text, password=ODD_PASSWORD, tokens=()):
+    leaks = [f for s in (PHONE, password, REFRESH, PHONE[1:], *tokens) for f in _forms(s) if f in text]
+    assert not leaks, f"secret forms {leaks} leaked into: {text}"
+
+
+@pytest.mark.parametrize("call", ["get_json", "download", "post_json", "put_json"])
+def test_echoed_secrets_are_redacted_from_errors_and_logs(call, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    core = echoing_core(ODD_PASSWORD)
+    with client(core, password=ODD_PASSWORD) as c:
+        with pytest.raises(CoreApiError) as err:
+            if call == "download":
+                c.download("/sales", tmp_path / "s.json")
+            elif call == "get_json":
+                c.get_json("/products")
+            else:
+                getattr(c, call)("/products/by-sku/A", {"sku": "A", "note": ODD_PASSWORD})
+        issued = c._token
+    text = f"{err.value} {err.value.code} {err.value!r} {caplog.text}"
+    assert issued and "HTTP 400" in text and "RUNTIME_ERROR" in text
+    assert "[redacted]" in text and "bad request" in text  # the server's words stay readable
+    assert_no_secret(text, tokens=[issued])
+
+
+def test_echoed_secrets_are_redacted_from_a_refused_login(caplog):
+    caplog.set_level(logging.DEBUG)
+    with client(echoing_core("another password"), password=ODD_PASSWORD) as c:
+        with pytest.raises(CoreAuthError) as err:
+            c.get_json("/products")
+    text = f"{err.value} {err.value.code} {caplog.text}"
+    assert "refused" in text and "RUNTIME_ERROR" in text
+    assert_no_secret(text)
