@@ -48,13 +48,15 @@ CUSTOMER_DDL = {
     "marts.customer_rfm": """
         CREATE TABLE IF NOT EXISTS marts.customer_rfm (
             as_of DATE, customer_id VARCHAR, first_sale_date DATE, last_sale_date DATE,
-            recency_days INTEGER, frequency INTEGER, monetary DECIMAL(18,2),
+            recency_days INTEGER, frequency INTEGER, monetary DECIMAL(38,2),
             r_score INTEGER, f_score INTEGER, m_score INTEGER, segment VARCHAR)""",
     "marts.cohort_retention": """
         CREATE TABLE IF NOT EXISTS marts.cohort_retention (
             as_of DATE, cohort_month DATE, months_since INTEGER, customers INTEGER,
             cohort_size INTEGER, retention_pct DECIMAL(9,2))""",
 }
+# a customer's spending over all history (see salesflow.marts.MARTS_WIDENED)
+CUSTOMER_WIDENED = {"marts.customer_rfm": {"monetary": "DECIMAL(38,2)"}}
 
 SEGMENTS = (
     "Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention",
@@ -208,7 +210,7 @@ def _insert_rfm(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
             SELECT customer_id, min(sale_date) AS first_sale_date, max(sale_date) AS last_sale_date,
                    CAST(date_diff('day', max(sale_date), CAST($1 AS DATE)) AS INTEGER) AS recency_days,
                    CAST(count(*) AS INTEGER) AS frequency,
-                   CAST(coalesce(sum(total_amount), 0) AS DECIMAL(18,2)) AS monetary
+                   CAST(coalesce(sum(total_amount), 0) AS DECIMAL(38,2)) AS monetary
             FROM sales
             WHERE customer_id IS NOT NULL AND sale_date <= $1
             GROUP BY 1),

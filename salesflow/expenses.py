@@ -13,7 +13,8 @@ latest import. A blank category is ``Uncategorized``.
 * ``marts.profit_monthly``: revenue, gross profit and the revenue whose cost is known, summed
   from ``marts.daily_sales``; expenses; ``net_profit = gross_profit - expenses``.
 
-All money is DECIMAL(18,2); percentages are rounded half-up (away from zero) to cents.
+Money is DECIMAL(18,2) per expense and DECIMAL(38,2) in the monthly marts; percentages are
+rounded half-up (away from zero) to cents.
 """
 
 from __future__ import annotations
@@ -36,12 +37,16 @@ EXPENSES_DDL = {
             description VARCHAR, vendor VARCHAR, source_file VARCHAR, imported_at TIMESTAMP)""",
     "marts.expenses_monthly": """
         CREATE TABLE IF NOT EXISTS marts.expenses_monthly (
-            month DATE, category VARCHAR, amount DECIMAL(18,2), share_pct DECIMAL(9,2))""",
+            month DATE, category VARCHAR, amount DECIMAL(38,2), share_pct DECIMAL(9,2))""",
     "marts.profit_monthly": """
         CREATE TABLE IF NOT EXISTS marts.profit_monthly (
-            month DATE, revenue DECIMAL(18,2), gross_profit DECIMAL(18,2),
-            revenue_with_cost DECIMAL(18,2), expenses DECIMAL(18,2), net_profit DECIMAL(18,2))""",
+            month DATE, revenue DECIMAL(38,2), gross_profit DECIMAL(38,2),
+            revenue_with_cost DECIMAL(38,2), expenses DECIMAL(38,2), net_profit DECIMAL(38,2))""",
 }
+# sums over a month (see salesflow.marts.MARTS_WIDENED)
+_MONTHLY = ("revenue", "gross_profit", "revenue_with_cost", "expenses", "net_profit")
+EXPENSES_WIDENED = {"marts.expenses_monthly": {"amount": "DECIMAL(38,2)"},
+                    "marts.profit_monthly": {c: "DECIMAL(38,2)" for c in _MONTHLY}}
 
 # Expenses up to $1 (the as-of day), one row per expense id (the latest import wins; rows
 # without an id are all kept).
@@ -89,7 +94,7 @@ def build_expense_marts(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
                 SELECT *, CAST(amount * 100 AS HUGEINT) AS c,
                        sum(CAST(amount * 100 AS HUGEINT)) OVER (PARTITION BY month) AS total_c
                 FROM by_category)
-            SELECT month, category, CAST(amount AS DECIMAL(18,2)),
+            SELECT month, category, CAST(amount AS DECIMAL(38,2)),
                    CASE WHEN total_c > 0 THEN
                        CAST(CAST(sign(c) * ((20000 * abs(c) + total_c) // (2 * total_c))
                                  AS DECIMAL(18,0)) * 0.01 AS DECIMAL(9,2))
@@ -110,11 +115,11 @@ def build_expense_marts(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
                 FROM marts.daily_sales WHERE sale_date <= $1 GROUP BY 1),
             months AS (SELECT month FROM exp UNION SELECT month FROM sales)
             SELECT m.month,
-                   CAST(coalesce(s.revenue, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(s.gross_profit, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(s.revenue_with_cost, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(e.expenses, 0) AS DECIMAL(18,2)),
-                   CAST(coalesce(s.gross_profit, 0) - coalesce(e.expenses, 0) AS DECIMAL(18,2))
+                   CAST(coalesce(s.revenue, 0) AS DECIMAL(38,2)),
+                   CAST(coalesce(s.gross_profit, 0) AS DECIMAL(38,2)),
+                   CAST(coalesce(s.revenue_with_cost, 0) AS DECIMAL(38,2)),
+                   CAST(coalesce(e.expenses, 0) AS DECIMAL(38,2)),
+                   CAST(coalesce(s.gross_profit, 0) - coalesce(e.expenses, 0) AS DECIMAL(38,2))
             FROM months m
             LEFT JOIN sales s USING (month)
             LEFT JOIN exp e USING (month)

@@ -53,29 +53,29 @@ AVG_UNITS_DAYS = 28
 MARTS_DDL: dict[str, str] = {
     "marts.daily_sales": """
         CREATE TABLE IF NOT EXISTS marts.daily_sales (
-            sale_date DATE, orders INTEGER, units INTEGER, revenue DECIMAL(18,2),
-            cost DECIMAL(18,2), gross_profit DECIMAL(18,2), revenue_with_cost DECIMAL(18,2),
+            sale_date DATE, orders INTEGER, units BIGINT, revenue DECIMAL(38,2),
+            cost DECIMAL(38,2), gross_profit DECIMAL(38,2), revenue_with_cost DECIMAL(38,2),
             identified_orders INTEGER)""",
     "marts.product_daily_sales": """
         CREATE TABLE IF NOT EXISTS marts.product_daily_sales (
-            sale_date DATE, sku VARCHAR, orders INTEGER, units INTEGER, revenue DECIMAL(18,2))""",
+            sale_date DATE, sku VARCHAR, orders INTEGER, units BIGINT, revenue DECIMAL(38,2))""",
     "marts.kpis": """
         CREATE TABLE IF NOT EXISTS marts.kpis (
-            as_of DATE, "window" VARCHAR, revenue DECIMAL(18,2), orders INTEGER, units INTEGER,
-            avg_order_value DECIMAL(18,2), gross_margin_pct DECIMAL(9,2),
+            as_of DATE, "window" VARCHAR, revenue DECIMAL(38,2), orders INTEGER, units BIGINT,
+            avg_order_value DECIMAL(38,2), gross_margin_pct DECIMAL(9,2),
             revenue_growth_pct DECIMAL(9,2), repeat_customer_rate DECIMAL(9,2), peak_day DATE,
-            peak_day_revenue DECIMAL(18,2), window_start DATE, window_end DATE,
-            gross_profit DECIMAL(18,2), cost_coverage_pct DECIMAL(9,2), customers INTEGER,
+            peak_day_revenue DECIMAL(38,2), window_start DATE, window_end DATE,
+            gross_profit DECIMAL(38,2), cost_coverage_pct DECIMAL(9,2), customers INTEGER,
             note VARCHAR)""",
     "marts.top_products": """
         CREATE TABLE IF NOT EXISTS marts.top_products (
             as_of DATE, "window" VARCHAR, rank INTEGER, sku VARCHAR, product_name VARCHAR,
-            revenue DECIMAL(18,2), units INTEGER, revenue_share DECIMAL(9,2))""",
+            revenue DECIMAL(38,2), units BIGINT, revenue_share DECIMAL(9,2))""",
     "marts.stock_status": """
         CREATE TABLE IF NOT EXISTS marts.stock_status (
             as_of DATE, sku VARCHAR, product_name VARCHAR, stock_quantity INTEGER,
-            low_stock_threshold INTEGER, avg_daily_units_28d DECIMAL(12,3),
-            days_of_cover DECIMAL(12,1), status VARCHAR, severity VARCHAR, reorder_qty INTEGER,
+            low_stock_threshold INTEGER, avg_daily_units_28d DECIMAL(38,3),
+            days_of_cover DECIMAL(12,1), status VARCHAR, severity VARCHAR, reorder_qty BIGINT,
             last_sale_date DATE)""",
     # Per customer id as stored in raw.sales, its first two sale days: over all history
     # (period 'all') and within each calendar year (period 'year'). Kept by build_daily so
@@ -86,8 +86,23 @@ MARTS_DDL: dict[str, str] = {
             second_date DATE)""",
     "marts.stock_turnover": """
         CREATE TABLE IF NOT EXISTS marts.stock_turnover (
-            as_of DATE, sku VARCHAR, window_days INTEGER, units_sold INTEGER,
+            as_of DATE, sku VARCHAR, window_days INTEGER, units_sold BIGINT,
             avg_stock DECIMAL(12,2), snapshot_days INTEGER, turnover DECIMAL(12,3))""",
+}
+
+# Columns whose type was widened so that no legal value of the core overflows them: units
+# (sums of Java ints) are BIGINT, money summed over days DECIMAL(38,2). ``ensure_schema``
+# alters older warehouses.
+MONEY = "DECIMAL(38,2)"
+MARTS_WIDENED: dict[str, dict[str, str]] = {
+    "marts.daily_sales": {"units": "BIGINT", "revenue": MONEY, "cost": MONEY, "gross_profit": MONEY,
+                          "revenue_with_cost": MONEY},
+    "marts.product_daily_sales": {"units": "BIGINT", "revenue": MONEY},
+    "marts.kpis": {"revenue": MONEY, "units": "BIGINT", "avg_order_value": MONEY,
+                   "peak_day_revenue": MONEY, "gross_profit": MONEY},
+    "marts.top_products": {"revenue": MONEY, "units": "BIGINT"},
+    "marts.stock_status": {"avg_daily_units_28d": "DECIMAL(38,3)", "reorder_qty": "BIGINT"},
+    "marts.stock_turnover": {"units_sold": "BIGINT"},
 }
 
 
@@ -305,7 +320,7 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                 f"""
                 INSERT INTO marts.product_daily_sales
                 SELECT l.sale_date, l.sku, CAST(l.n - coalesce(r.extra, 0) AS INTEGER),
-                       CAST(l.units AS INTEGER), CAST(l.revenue AS DECIMAL(18,2))
+                       CAST(l.units AS BIGINT), CAST(l.revenue AS DECIMAL(38,2))
                 FROM (SELECT sale_date, sku, count(*) AS n, sum(quantity) AS units,
                              sum(subtotal) AS revenue
                       FROM {_DATED_LINES} GROUP BY sale_date, sku) l
@@ -329,11 +344,11 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                     FROM raw.sales
                     WHERE sale_date BETWEEN $start AND $end GROUP BY sale_date)
                 SELECT c.sale_date,
-                       CAST(coalesce(o.orders, 0) AS INTEGER), CAST(coalesce(d.units, 0) AS INTEGER),
-                       CAST(coalesce(d.revenue, 0) AS DECIMAL(18,2)),
-                       CAST(coalesce(d.cost, 0) AS DECIMAL(18,2)),
-                       CAST(coalesce(d.revenue_with_cost - d.cost, 0) AS DECIMAL(18,2)),
-                       CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(18,2)),
+                       CAST(coalesce(o.orders, 0) AS INTEGER), CAST(coalesce(d.units, 0) AS BIGINT),
+                       CAST(coalesce(d.revenue, 0) AS DECIMAL(38,2)),
+                       CAST(coalesce(d.cost, 0) AS DECIMAL(38,2)),
+                       CAST(coalesce(d.revenue_with_cost - d.cost, 0) AS DECIMAL(38,2)),
+                       CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(38,2)),
                        CAST(coalesce(o.identified, 0) AS INTEGER)
                 FROM (SELECT CAST(t AS DATE) AS sale_date
                       FROM range(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) + INTERVAL 1 DAY,
@@ -435,14 +450,14 @@ _KPIS_SQL = f"""
         LEFT JOIN peak pk ON pk.window_name = w.window_name
         LEFT JOIN cust cu ON cu.window_name = w.window_name)
     SELECT $as_of, window_name,
-           CAST(revenue AS DECIMAL(18,2)), CAST(orders AS INTEGER), CAST(units AS INTEGER),
-           CAST({_div(_cents('revenue'), 'orders * 100', 2)} AS DECIMAL(18,2)),
+           CAST(revenue AS DECIMAL(38,2)), CAST(orders AS INTEGER), CAST(units AS BIGINT),
+           CAST({_div(_cents('revenue'), 'orders * 100', 2)} AS DECIMAL(38,2)),
            TRY_CAST(margin AS DECIMAL(9,2)),
            TRY_CAST(growth AS DECIMAL(9,2)),
            CASE WHEN n_identified > 0 THEN
                CAST({_div('repeaters * 100', 'customers', 2)} AS DECIMAL(9,2)) END,
-           peak_day, CAST(peak_revenue AS DECIMAL(18,2)), w_start, w_end,
-           CAST(gross_profit AS DECIMAL(18,2)),
+           peak_day, CAST(peak_revenue AS DECIMAL(38,2)), w_start, w_end,
+           CAST(gross_profit AS DECIMAL(38,2)),
            CAST({_div(f"{_cents('revenue_with_cost')} * 100", _cents('revenue'), 2)} AS DECIMAL(9,2)),
            CASE WHEN n_identified > 0 THEN CAST(customers AS INTEGER) END,
            NULLIF(concat_ws('; ',
@@ -477,7 +492,7 @@ _TOP_PRODUCTS_SQL = f"""
         QUALIFY rnk <= $top_n),
     catalogue AS (SELECT sku, any_value(name) AS name FROM raw.products GROUP BY sku)
     SELECT $as_of, r.window_name, CAST(r.rnk AS INTEGER), r.sku, c.name,
-           CAST(r.revenue AS DECIMAL(18,2)), CAST(r.units AS INTEGER),
+           CAST(r.revenue AS DECIMAL(38,2)), CAST(r.units AS BIGINT),
            CAST({_div(f"{_cents('r.revenue')} * 100", _cents('r.window_revenue'), 2)} AS DECIMAL(9,2))
     FROM ranked r
     LEFT JOIN catalogue c ON c.sku = r.sku
@@ -533,8 +548,8 @@ _STOCK_STATUS_SQL = f"""
                     ELSE 'OK' END AS status
         FROM base)
     SELECT $as_of, sku, name, stock, threshold,
-           CAST({_div('u28', str(AVG_UNITS_DAYS), 3)} AS DECIMAL(12,3)),
-           TRY_CAST({_div(f'stock * {AVG_UNITS_DAYS}', 'u28', 1)} AS DECIMAL(12,1)),
+           CAST({_div('u28', str(AVG_UNITS_DAYS), 3)} AS DECIMAL(38,3)),
+           TRY_CAST({_div(f'CAST(stock AS BIGINT) * {AVG_UNITS_DAYS}', 'u28', 1)} AS DECIMAL(12,1)),
            status,
            CASE WHEN status = 'OUT_OF_STOCK' THEN 'critical'
                 WHEN status = 'LOW' THEN
@@ -546,7 +561,7 @@ _STOCK_STATUS_SQL = f"""
            CAST(CASE WHEN status IN ('OUT_OF_STOCK', 'LOW') OR short_cover THEN
                     greatest(0, (CAST(u28 AS HUGEINT) * ($lead + $safety) + {AVG_UNITS_DAYS - 1})
                                 // {AVG_UNITS_DAYS} + threshold - stock)
-                ELSE 0 END AS INTEGER),
+                ELSE 0 END AS BIGINT),
            last_sale_date
     FROM judged
     ORDER BY sku"""
@@ -563,7 +578,7 @@ _STOCK_TURNOVER_SQL = f"""
         SELECT sku, sum(units) AS units
         FROM marts.product_daily_sales WHERE sale_date BETWEEN $from_turnover AND $as_of
         GROUP BY sku)
-    SELECT $as_of, k.sku, CAST($turnover_days AS INTEGER), CAST(coalesce(u.units, 0) AS INTEGER),
+    SELECT $as_of, k.sku, CAST($turnover_days AS INTEGER), CAST(coalesce(u.units, 0) AS BIGINT),
            CAST({_div('s.total_stock', 's.n', 2)} AS DECIMAL(12,2)),
            CAST(coalesce(s.snapshot_days, 0) AS INTEGER),
            TRY_CAST({_div('coalesce(u.units, 0) * s.n', 's.total_stock', 3)} AS DECIMAL(12,3))

@@ -81,10 +81,10 @@ OPS_DDL = {
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every schema and contract table that does not exist yet."""
-    from salesflow.customers import CUSTOMER_DDL
-    from salesflow.expenses import EXPENSES_DDL
+    from salesflow.customers import CUSTOMER_DDL, CUSTOMER_WIDENED
+    from salesflow.expenses import EXPENSES_DDL, EXPENSES_WIDENED
     from salesflow.imports.ddl import IMPORTS_DDL
-    from salesflow.marts import MARTS_DDL
+    from salesflow.marts import MARTS_DDL, MARTS_WIDENED
 
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -96,6 +96,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     # warehouses created before these columns existed
     con.execute("ALTER TABLE ml.sales_forecast ADD COLUMN IF NOT EXISTS yhat_p50 DOUBLE")
     con.execute("ALTER TABLE ml.forecast_backtest ADD COLUMN IF NOT EXISTS rmsse DOUBLE")
+    widen_columns(con, {**MARTS_WIDENED, **CUSTOMER_WIDENED, **EXPENSES_WIDENED})
+
+
+def widen_columns(con: duckdb.DuckDBPyConnection, types: dict[str, dict[str, str]]) -> None:
+    """Give columns of older warehouses the wider types of today's DDL (``{table: {column: type}}``)."""
+    current = dict(((f"{s}.{t}", c), ty) for s, t, c, ty in con.execute(
+        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database()").fetchall())
+    for table, columns in types.items():
+        for column, wanted in columns.items():
+            if current.get((table, column), wanted) != wanted:
+                con.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {wanted}')
 
 
 LOCK_TIMEOUT_ENV = "SALESFLOW_WAREHOUSE_LOCK_TIMEOUT"

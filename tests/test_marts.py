@@ -752,3 +752,78 @@ def test_property_rerunning_the_builds_changes_nothing(tmp_path, shop, cut):
     marts.build_as_of(con, as_of)
     assert mart_contents(con) == before
     con.close()
+
+
+# -- the contract's extremes -----------------------------------------------------------------
+INT_MAX = 2**31 - 1
+
+
+def test_stock_thresholds_and_units_at_the_java_int_limit(tmp_path):
+    """Stock, thresholds and quantities up to 2^31-1 (Java ints) flow through every mart."""
+    con = connect(tmp_path)
+    big = date(2025, 3, 9)
+    load_shop(
+        con,
+        products=[("BIG", "Big stock", "0.01", 1_000_000_000, 5), ("MAX", "Max stock", "0.01", INT_MAX, 1),
+                  ("THR", "Max threshold", "4.65", 0, INT_MAX)],
+        inventory=[("BIG", "Bulk", "9999999999.99"), ("MAX", "Bulk", "0.01")],
+        sales=[(1, big, "c'1", [("BIG", "Big stock", INT_MAX, "0.01"), ("MAX", "Max stock", INT_MAX, "0.01")]),
+               (2, AS_OF, None, [("MAX", "Max stock", INT_MAX, "4.65")]),
+               (3, AS_OF, None, [("THR", "Max threshold", INT_MAX, "4.65")])],
+        snapshots=[(AS_OF, "BIG", 1_000_000_000, 5), (AS_OF, "MAX", INT_MAX, 1), (AS_OF, "THR", 0, INT_MAX)],
+    )
+    marts.build_daily(con, big, AS_OF)
+    marts.build_as_of(con, AS_OF)
+    units = 4 * INT_MAX
+    assert rows(con, "SELECT sum(units) FROM marts.daily_sales") == [(units,)]
+    kpi = dict_rows(con, "SELECT * FROM marts.kpis WHERE as_of = ? AND \"window\" = '7d'", [AS_OF])[0]
+    revenue = D("0.01") * 2 * INT_MAX + D("4.65") * 2 * INT_MAX
+    assert (kpi["units"], kpi["revenue"], kpi["orders"]) == (units, revenue, 3)
+    # unit cost 9,999,999,999.99 on 2^31-1 units: a cost of 21 digits
+    cost = D("9999999999.99") * INT_MAX + D("0.01") * 2 * INT_MAX
+    assert rows(con, "SELECT sum(cost) FROM marts.daily_sales") == [(cost,)]
+    status = {r["sku"]: r for r in dict_rows(con, "SELECT * FROM marts.stock_status WHERE as_of = ?", [AS_OF])}
+    assert status["BIG"]["stock_quantity"] == 1_000_000_000
+    assert status["BIG"]["days_of_cover"] == D("13.0")  # 1e9 * 28 / (2^31-1)
+    assert status["MAX"]["avg_daily_units_28d"] == (D(2 * INT_MAX) / 28).quantize(D("0.001"), ROUND_HALF_UP)
+    # out of stock below a threshold of 2^31-1: the reorder covers 14 days of sales plus the threshold
+    assert status["THR"]["status"] == "OUT_OF_STOCK"
+    assert status["THR"]["reorder_qty"] == -(-INT_MAX * 14 // 28) + INT_MAX
+    turnover = dict(rows(con, "SELECT sku, units_sold FROM marts.stock_turnover WHERE as_of = ?", [AS_OF]))
+    assert turnover["MAX"] == 2 * INT_MAX
+    top = rows(con, "SELECT sku, units FROM marts.top_products WHERE as_of = ? AND \"window\" = '7d' "
+                    "ORDER BY rank", [AS_OF])
+    assert top[:2] == [("MAX", 2 * INT_MAX), ("THR", INT_MAX)]
+
+
+def test_an_older_warehouse_gets_the_wider_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    old = {  # the types these columns had before they were widened
+        "marts.daily_sales": "sale_date DATE, orders INTEGER, units INTEGER, revenue DECIMAL(18,2), "
+                             "cost DECIMAL(18,2), gross_profit DECIMAL(18,2), revenue_with_cost DECIMAL(18,2), "
+                             "identified_orders INTEGER",
+        "marts.stock_status": "as_of DATE, sku VARCHAR, product_name VARCHAR, stock_quantity INTEGER, "
+                              "low_stock_threshold INTEGER, avg_daily_units_28d DECIMAL(12,3), "
+                              "days_of_cover DECIMAL(12,1), status VARCHAR, severity VARCHAR, "
+                              "reorder_qty INTEGER, last_sale_date DATE",
+    }
+    con.execute("CREATE SCHEMA marts")
+    for table, columns in old.items():
+        con.execute(f"CREATE TABLE {table} ({columns})")
+    con.execute("INSERT INTO marts.daily_sales VALUES ('2025-03-01', 2, 7, 12.50, 5.00, 7.50, 12.50, 1)")
+    ensure_schema(con)
+    assert rows(con, "SELECT * FROM marts.daily_sales") == [
+        (date(2025, 3, 1), 2, 7, D("12.50"), D("5.00"), D("7.50"), D("12.50"), 1)]
+    fresh = duckdb.connect(str(tmp_path / "fresh.duckdb"))
+    ensure_schema(fresh)
+    types = "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() " \
+            "WHERE schema_name = 'marts' ORDER BY ALL"
+    assert rows(con, types) == rows(fresh, types)
+    load_shop(con, products=[("MAX", "Max stock", "0.01", INT_MAX, 1)],
+              sales=[(1, AS_OF, None, [("MAX", "Max stock", INT_MAX, "0.01")]),
+                     (2, AS_OF, None, [("MAX", "Max stock", INT_MAX, "0.01")])],
+              snapshots=[(AS_OF, "MAX", INT_MAX, 1)])
+    marts.build_daily(con, AS_OF, AS_OF)
+    marts.build_as_of(con, AS_OF)
+    assert rows(con, "SELECT units FROM marts.daily_sales WHERE sale_date = ?", [AS_OF]) == [(2 * INT_MAX,)]
