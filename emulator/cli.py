@@ -95,7 +95,7 @@ def _describe(summary: SeedSummary, what: str) -> str:
     return (
         f"seeded {what}: {summary.products} products, {summary.sales} sales, "
         f"{summary.sale_lines} sale lines{span} ({summary.seconds:.1f} s)"
-    )
+    ) + "".join(f"\n  {note}" for note in summary.notes)
 
 
 def _seed_demo(args, state_path: Path, clock: Clock) -> None:

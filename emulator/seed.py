@@ -8,15 +8,19 @@
   ``Uncategorized``; an empty ``low_stock_threshold`` is 10.
 
 ``sales.csv``: ``sale_id,sale_ts,sku,quantity,unit_price,customer_id``
-- one row per line item; rows sharing ``sale_id`` form one sale (they must share
-  ``sale_ts``); the emulator assigns integer ids in time order (``sale_ts``, ties by first
-  appearance in the file); an empty ``customer_id`` is none;
+- one row per line item; rows sharing ``sale_id`` form one sale, stamped with the earliest
+  ``sale_ts`` of its lines (a till stamps the lines of one receipt a minute apart); the emulator
+  assigns integer ids in time order (ties by first appearance in the file); an empty
+  ``customer_id`` is none;
+- a line repeating an earlier line exactly (every column) is kept once;
 - sales keep their own timestamps and unit prices: ``subtotal = quantity * unit_price``
   rounded half-up to cents, ``totalAmount`` = sum of subtotals; items carry the product's id,
   its name at seeding and its sku;
 - timestamps are the shop's local time; zoned timestamps are converted to the shop timezone.
 
-Every problem is a :class:`SeedError` naming the file and line (or frame row).
+Every problem is a :class:`SeedError` naming the file and line (or frame row). The summary
+counts the duplicate lines dropped and the sales whose lines carried different times, with a
+note naming the first of each.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class SeedSummary:
     first_sale: str | None
     last_sale: str | None
     seconds: float
+    duplicate_lines: int = 0  #: exact repeats of an earlier line, kept once
+    retimed_sales: int = 0  #: sales whose lines carried different times (the earliest is kept)
+    notes: tuple[str, ...] = ()
 
 
 class _Where:
@@ -63,6 +70,19 @@ class _Where:
 
     def __call__(self, pos: int) -> str:
         return f"{self.label} line {pos + 2}" if self.csv else f"{self.label} row {pos}"
+
+    def subset(self, positions: np.ndarray) -> "_Where":
+        """Names rows of a frame holding only ``positions`` of the original, by their original place."""
+        return _Subset(self, positions)
+
+
+class _Subset(_Where):
+    def __init__(self, outer: _Where, positions: np.ndarray):
+        super().__init__(outer.label, outer.csv)
+        self.outer, self.positions = outer, positions
+
+    def __call__(self, pos: int) -> str:
+        return self.outer(int(self.positions[pos]))
 
 
 # -- cell helpers ------------------------------------------------------------------------------
@@ -220,6 +240,9 @@ def _normalise_products(df: pd.DataFrame, where: _Where) -> _Products:
 class _Sales:
     sales: list[tuple]  # (id, sale_date, total_cents, customer_id), id order
     items: list[tuple]  # (sale_id, line_no, product_id, name, sku, qty, unit_cents, subtotal_cents)
+    duplicate_lines: int = 0
+    retimed_sales: int = 0
+    notes: tuple[str, ...] = ()
 
 
 def _first_bad(mask: np.ndarray) -> int:
@@ -231,11 +254,77 @@ def _java_local_strings(local: np.ndarray) -> list[str]:
     return [s[:19] if s.endswith(".000000") else s.rstrip("0") for s in text]
 
 
+def _drop_exact_duplicates(df: pd.DataFrame, where: _Where) -> tuple[pd.DataFrame, _Where, int, list[str]]:
+    """``df`` without lines that repeat an earlier line in every column, and a note naming them."""
+    group = df.groupby(list(SALES_COLUMNS), sort=False, dropna=False).ngroup().to_numpy()
+    _, first = np.unique(group, return_index=True)
+    dup = np.arange(len(df)) != first[group]
+    if not dup.any():
+        return df, where, 0, []
+    pos = _first_bad(dup)
+    note = (f"{int(dup.sum())} exact duplicate line(s) kept once "
+            f"(first: {where(pos)} repeats {' '.join(where(int(first[group[pos]])).split()[-2:])})")
+    keep = np.flatnonzero(~dup)
+    return df.iloc[keep].reset_index(drop=True), where.subset(keep), int(dup.sum()), [note]
+
+
+def _parse_timestamps(ts_raw: pd.Series, tz) -> pd.Series:
+    """Every line's time in the shop's local time (NaT where unreadable); distinct texts parsed once."""
+    if pd.api.types.is_datetime64_any_dtype(ts_raw.dtype):
+        parsed = ts_raw.reset_index(drop=True)
+    else:
+        codes, uniques = pd.factorize(ts_raw, sort=False)
+        try:
+            parsed_u = pd.to_datetime(pd.Series(uniques, dtype=object), errors="coerce", format="ISO8601")
+        except (ValueError, TypeError) as exc:
+            raise SeedError(f"cannot read sale_ts ({exc})") from None
+        parsed = parsed_u.iloc[codes].reset_index(drop=True)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
+    return parsed
+
+
+def _earliest_per_sale(df, codes, n_sales, where: _Where, tz) -> tuple[np.ndarray, int, list[str]]:
+    """Each sale's earliest line time, how many sales had lines at different times, a note."""
+    ts_raw = df["sale_ts"]
+    sale_raw = df["sale_id"]
+    try:
+        parsed = _parse_timestamps(ts_raw, tz)
+    except SeedError as exc:
+        raise SeedError(f"{where.label}: {exc}") from None
+    bad_ts = parsed.isna().to_numpy().copy()
+    years = parsed.dt.year.to_numpy(dtype="float64", na_value=np.nan)
+    bad_ts |= ~((years >= 1000) & (years <= 9999))
+    if bad_ts.any():
+        pos = _first_bad(bad_ts)
+        raise SeedError(
+            f"{where(pos)} (sale_id {sale_raw.iloc[pos]}): sale_ts {ts_raw.iloc[pos]!r} is not a timestamp"
+        )
+    stamps = parsed.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    earliest = np.full(n_sales, np.iinfo(np.int64).max, dtype=np.int64)
+    latest = np.full(n_sales, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(earliest, codes, stamps)
+    np.maximum.at(latest, codes, stamps)
+    spread = earliest != latest
+    notes = []
+    if spread.any():
+        k = _first_bad(spread)
+        rows = np.flatnonzero(codes == k)
+        lo, hi = rows[np.argmin(stamps[rows])], rows[np.argmax(stamps[rows])]
+        notes.append(
+            f"{int(spread.sum())} sale(s) with lines stamped at different times take their earliest "
+            f"(first: sale_id {sale_raw.iloc[int(lo)]}, {ts_raw.iloc[int(lo)]} on {where(int(lo))} "
+            f"to {ts_raw.iloc[int(hi)]} on {where(int(hi))})"
+        )
+    return earliest.astype("datetime64[us]"), int(spread.sum()), notes
+
+
 def _normalise_sales(df: pd.DataFrame, products: _Products, where: _Where, tz) -> _Sales:
     _require_columns(df, SALES_COLUMNS, where.label)
-    n = len(df)
-    if n == 0:
+    if len(df) == 0:
         return _Sales([], [])
+    df, where, duplicates, notes = _drop_exact_duplicates(df.reset_index(drop=True), where)
+    n = len(df)
 
     # sale ids and their first appearance
     sale_raw = df["sale_id"]
@@ -244,7 +333,6 @@ def _normalise_sales(df: pd.DataFrame, products: _Products, where: _Where, tz) -
         raise SeedError(f"{where(_first_bad(blank_id))}: empty sale_id")
     codes, _uniques = pd.factorize(sale_raw, sort=False)
     n_sales = int(codes.max()) + 1
-    _, first_row = np.unique(codes, return_index=True)
 
     # products
     sku_raw = df["sku"]
@@ -306,40 +394,13 @@ def _normalise_sales(df: pd.DataFrame, products: _Products, where: _Where, tz) -
                 pairs[key] = cents(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
             subtotal[i] = pairs[key]
 
-    # timestamps: one per sale, the same on every line of a sale
+    # timestamps: a sale is stamped with its earliest line
     ts_raw = df["sale_ts"]
     blank_ts = ts_raw.isna().to_numpy() | (ts_raw.astype(str).str.strip() == "").to_numpy()
     if blank_ts.any():
         pos = _first_bad(blank_ts)
         raise SeedError(f"{where(pos)} (sale_id {sale_raw.iloc[pos]}): empty sale_ts")
-    first_of_row = first_row[codes]
-    ts_first_raw = ts_raw.iloc[first_row]
-    same = ts_raw.to_numpy(dtype=object) == ts_raw.to_numpy(dtype=object)[first_of_row]
-    if not same.all():
-        pos = _first_bad(~same)
-        raise SeedError(
-            f"{where(pos)} (sale_id {sale_raw.iloc[pos]}): sale_ts {ts_raw.iloc[pos]!r} differs "
-            f"from {ts_raw.iloc[first_of_row[pos]]!r} on {where(int(first_of_row[pos]))} of the same sale"
-        )
-    try:
-        if pd.api.types.is_datetime64_any_dtype(ts_first_raw.dtype):
-            parsed = ts_first_raw
-        else:
-            parsed = pd.to_datetime(ts_first_raw, errors="coerce", format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise SeedError(f"{where.label}: cannot read sale_ts ({exc})") from None
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
-    bad_ts = parsed.isna().to_numpy().copy()
-    years = parsed.dt.year.to_numpy(dtype="float64", na_value=np.nan)
-    bad_ts |= ~((years >= 1000) & (years <= 9999))
-    if bad_ts.any():
-        k = _first_bad(bad_ts)
-        pos = int(first_row[k])
-        raise SeedError(
-            f"{where(pos)} (sale_id {sale_raw.iloc[pos]}): sale_ts {ts_raw.iloc[pos]!r} is not a timestamp"
-        )
-    local = parsed.to_numpy(dtype="datetime64[us]")
+    local, retimed, ts_notes = _earliest_per_sale(df, codes, n_sales, where, tz)
 
     # ids in time order, ties by first appearance
     order = np.lexsort((np.arange(n_sales), local.astype(np.int64)))
@@ -382,7 +443,7 @@ def _normalise_sales(df: pd.DataFrame, products: _Products, where: _Where, tz) -
             subtotal[row_order].tolist(),
         )
     )
-    return _Sales(sales_rows, items)
+    return _Sales(sales_rows, items, duplicates, retimed, tuple(notes + ts_notes))
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -443,6 +504,8 @@ def _write(state: State, products: _Products, sales: _Sales, clock: Clock, sourc
                     ("seed_products", str(len(products.rows))),
                     ("seed_sales", str(len(sales.sales))),
                     ("seed_sale_lines", str(len(sales.items))),
+                    ("seed_duplicate_lines", str(sales.duplicate_lines)),
+                    ("seed_retimed_sales", str(sales.retimed_sales)),
                 ],
             )
             conn.execute("COMMIT")
@@ -489,6 +552,9 @@ def seed_frames(
         first_sale=min(dates) if dates else None,
         last_sale=max(dates) if dates else None,
         seconds=round(time.perf_counter() - started, 3),
+        duplicate_lines=norm_sales.duplicate_lines,
+        retimed_sales=norm_sales.retimed_sales,
+        notes=norm_sales.notes,
     )
 
 
