@@ -107,6 +107,10 @@ class StockConfig(dg.Config):
     check_specs=[
         dg.AssetCheckSpec("five_windows_per_day", asset=KPIS, blocking=True),
         dg.AssetCheckSpec("one_row_per_product", asset=STOCK_STATUS, blocking=True),
+        dg.AssetCheckSpec("products_fit_the_marts", asset=STOCK_STATUS, blocking=False,
+                          description="Products whose data breaks an assumption of the marts "
+                          "(price 0, sold but not in the catalogue, skus differing only in case, "
+                          "listed twice, figures beyond a column), named with the reason"),
     ],
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
@@ -148,6 +152,7 @@ def as_of_marts(context: dg.AssetExecutionContext, config: StockConfig, warehous
                              "WHEN 'medium' THEN 2 ELSE 3 END, sku", [stock_day])
         statuses = dict(con.execute("SELECT status, count(*) FROM marts.stock_status WHERE as_of = ? "
                                     "GROUP BY 1", [stock_day]).fetchall())
+        misfits = mart_checks.check_product_assumptions(con, end, stock_day)
     meta = {"range": f"{start}..{end}", "as_of": str(end)}
     yield dg.MaterializeResult(asset_key=KPIS, metadata={**meta, "dagster/row_count": totals.get("kpis", 0),
                                                          "kpis": kpi_md})
@@ -168,6 +173,18 @@ def as_of_marts(context: dg.AssetExecutionContext, config: StockConfig, warehous
                               passed=not dup_products and not missing_products,
                               metadata={"duplicated": dg.MetadataValue.json([s for s, _ in dup_products]),
                                         "missing": missing_products})
+    yield dg.AssetCheckResult(check_name="products_fit_the_marts", asset_key=STOCK_STATUS,
+                              passed=not misfits, severity=dg.AssetCheckSeverity.WARN,
+                              description=_misfits_text(misfits),
+                              metadata={"products": dg.MetadataValue.json(misfits)})
+
+
+def _misfits_text(misfits: list[dict]) -> str:
+    if not misfits:
+        return "every product fits the marts"
+    skus = sorted({m["sku"] for m in misfits})
+    more = f" and {len(skus) - 5} more" if len(skus) > 5 else ""
+    return f"{len(skus)} product(s) break an assumption of the marts: {', '.join(map(repr, skus[:5]))}{more}"
 
 
 @dg.multi_asset(

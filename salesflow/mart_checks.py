@@ -54,3 +54,42 @@ def check_products_add_up(con: duckdb.DuckDBPyConnection, start: date, end: date
          "product_revenue": str(r[4])}
         for r in rows
     ]
+
+
+# Products whose data breaks an assumption of the marts: each still gets its rows where it can,
+# and the others are built as usual; the problem is named so that someone can fix the source.
+_PRODUCT_PROBLEMS_SQL = """
+    WITH catalogue AS (SELECT sku, count(*) AS n, min(price) AS price FROM raw.products GROUP BY sku),
+    sold AS (SELECT DISTINCT sku FROM marts.product_daily_sales
+             WHERE sale_date BETWEEN $as_of - INTERVAL 89 DAY AND $as_of),
+    known AS (SELECT sku FROM catalogue UNION SELECT sku FROM sold),
+    problems AS (
+        SELECT sku, 'listed ' || n || ' times in the catalogue: stock figures come from one of them'
+        FROM catalogue WHERE n > 1
+        UNION ALL
+        SELECT sku, 'price 0 in the catalogue: its sales add units but no revenue, so revenue '
+                    || 'rankings, shares and margins leave it out'
+        FROM catalogue WHERE price = 0
+        UNION ALL
+        SELECT sku, 'sold in the last 90 days but missing from the catalogue: no stock status, '
+                    || 'reorder quantity or stock alert'
+        FROM sold WHERE sku NOT IN (SELECT sku FROM catalogue)
+        UNION ALL
+        SELECT sku, 'differs only in letter case from ' || string_agg(other, ', ' ORDER BY other)
+                    || ': reports and spreadsheets may show them as one product'
+        FROM (SELECT a.sku, b.sku AS other FROM known a JOIN known b
+              ON lower(a.sku) = lower(b.sku) AND a.sku <> b.sku)
+        GROUP BY sku
+        UNION ALL
+        SELECT sku, 'stock turnover beyond what marts.stock_turnover holds (DECIMAL(12,3)), left NULL'
+        FROM marts.stock_turnover
+        WHERE as_of = $stock_day AND turnover IS NULL AND units_sold > 0 AND avg_stock > 0)
+    SELECT * FROM problems ORDER BY 1, 2 LIMIT $limit"""
+
+
+def check_product_assumptions(con: duckdb.DuckDBPyConnection, as_of: date, stock_day: date | None,
+                              limit: int = 50) -> list[dict]:
+    """Products that break an assumption of the marts as of ``as_of``, each with the reason."""
+    rows = con.execute(_PRODUCT_PROBLEMS_SQL, {"as_of": as_of, "stock_day": stock_day,
+                                               "limit": limit}).fetchall()
+    return [{"sku": sku, "problem": problem} for sku, problem in rows]
