@@ -41,20 +41,28 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 @dataclass
 class PlannedFault:
-    """A scripted fault for the next ``times`` requests matching ``method`` and ``path`` (the
-    path under ``/api/v1``, matched as a prefix). ``kind`` None injects nothing but the hold and
-    the callbacks. ``on_received`` runs once the request body is read, ``on_applied`` once the
-    core has done the work, before the answer is sent; ``done`` is set after each request."""
+    """A scripted fault for ``times`` requests matching ``method`` and ``path`` (the path under
+    ``/api/v1``, matched as a prefix), after letting the first ``after`` of them through.
+    ``kind`` None injects nothing but the hold and the callbacks. ``on_received`` runs once the
+    request body is read, ``on_applied`` once the core has done the work, before the answer is
+    sent (both in a worker thread); ``done`` is set after each request, and ``requests`` lists
+    the requests it matched."""
 
     kind: str | None
     method: str | None = None
     path: str | None = None
     times: int = 1
+    after: int = 0
     hold_s: float = 0.0
     on_received: Callable[[], None] | None = None
     on_applied: Callable[[], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    seen: int = 0
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) matched
+    passed: int = 0
+
+    @property
+    def seen(self) -> int:
+        return len(self.requests)
 
     def matches(self, method: str, path: str) -> bool:
         return ((self.method is None or self.method == method)
@@ -101,7 +109,10 @@ class FaultInjector:
         with self._lock:
             for planned in self._planned:
                 if planned.seen < planned.times and planned.matches(method, path):
-                    planned.seen += 1
+                    if planned.passed < planned.after:
+                        planned.passed += 1
+                        continue
+                    planned.requests.append((method, path))
                     if planned.kind:
                         self.counts[planned.kind] += 1
                     return planned
