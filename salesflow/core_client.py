@@ -70,6 +70,15 @@ class ClientStats:
     errors: list[str] = field(default_factory=list)
 
 
+class WriteOutcomeUnknown(CoreApiError):
+    """A write that may have reached the core got no answer (timeout, broken connection, 5xx):
+    it may still be applied later. Look for its effect before sending it again."""
+
+
+# failures that happen before a request leaves: the core cannot have seen it
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 class CoreClient:
     def __init__(
         self,
@@ -78,6 +87,8 @@ class CoreClient:
         password: str,
         *,
         timeout_s: float = 30.0,
+        write_timeout_s: float = 120.0,
+        write_settle_s: float | None = None,
         connect_timeout_s: float = 5.0,
         max_attempts: int = 8,
         max_elapsed_s: float = 300.0,
@@ -95,6 +106,13 @@ class CoreClient:
                 "(SALESFLOW_CORE_PHONE and SALESFLOW_CORE_PASSWORD)"
             )
         self.base_url = base_url.rstrip("/")
+        # Writes wait longer than reads; a write without an answer is awaited (its effect
+        # looked for) until write_settle_s after it was sent, which must outlast the timeout.
+        self.write_timeout = httpx.Timeout(write_timeout_s, connect=connect_timeout_s)
+        self.write_settle_s = write_settle_s if write_settle_s is not None else write_timeout_s + 60.0
+        if self.write_settle_s <= write_timeout_s:
+            raise ValueError(f"the write settle window ({self.write_settle_s}s) must be longer than "
+                             f"the write timeout ({write_timeout_s}s)")
         self._phone = phone
         self._password = password
         self.max_attempts = max_attempts
@@ -296,20 +314,36 @@ class CoreClient:
         return self._write("PUT", path, body, retry=retry)
 
     def _write(self, method: str, path: str, body: Any, *, retry: bool) -> httpx.Response:
+        """Send a write with the write timeout. Unless retried (``retry``: the caller says it is
+        idempotent), a write that may have reached the core without an answer raises
+        :class:`WriteOutcomeUnknown`; one that cannot have left raises CoreApiError."""
         what = f"{method} {path}"
+        lost: list[BaseException] = []
 
         def send(headers):
-            resp = self._http.request(
-                method,
-                f"{API}{path}",
-                content=orjson.dumps(body),
-                headers={**headers, "Content-Type": "application/json"},
-            )
+            try:
+                resp = self._http.request(
+                    method,
+                    f"{API}{path}",
+                    content=orjson.dumps(body),
+                    headers={**headers, "Content-Type": "application/json"},
+                    timeout=self.write_timeout,
+                )
+            except httpx.TransportError as exc:
+                lost.append(exc)
+                raise
             self._note_date(resp)
             return resp.status_code, resp
 
-        _, resp = self._call(what, send, attempts=None if retry else 1)
-        self._raise_for_error(what, resp)
+        try:
+            _, resp = self._call(what, send, attempts=None if retry else 1)
+            self._raise_for_error(what, resp)
+        except CoreApiError as exc:
+            no_answer = exc.status is None and bool(lost) and not isinstance(lost[-1], _NOT_SENT)
+            if no_answer or (exc.status or 0) >= 500:
+                raise WriteOutcomeUnknown(f"{exc}; the core may still apply it",
+                                          status=exc.status, code=exc.code) from None
+            raise
         return resp
 
     # -- helpers ---------------------------------------------------------------
