@@ -81,6 +81,8 @@ def outcome_metadata(outcome: ImportOutcome, n: int = 20) -> dict[str, Any]:
         meta.update(outcome.commit.as_metadata())
         if outcome.commit.warnings:
             meta["warnings"] = dg.MetadataValue.json(outcome.commit.warnings[:50])
+    if outcome.account is not None:
+        meta["account"] = dg.MetadataValue.json(outcome.account)
     if outcome.moved_to is not None:
         meta["moved_to"] = dg.MetadataValue.path(str(outcome.moved_to))
     if outcome.report is not None:
@@ -99,6 +101,7 @@ def outcome_summary(outcome: ImportOutcome) -> dict[str, Any]:
         "report": str(outcome.report) if outcome.report else None,
         "commit": outcome.commit.as_metadata() if outcome.commit else None,
         "warnings": list(outcome.commit.warnings) if outcome.commit else [],
+        "account": outcome.account,
         "text": outcome.summary(),
     }
 

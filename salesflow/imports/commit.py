@@ -1,37 +1,27 @@
 """Committing a validated file, in batches recorded in ``ops.import_batches``.
 
 Only files without a single problem get here. Batches are numbered from the file's content
-alone (same file → same batches), so an interrupted import resumes batch by batch: a
-batch marked committed is skipped; a batch left ``pending`` (begun, never marked committed:
-the process died or the connection broke around the write) is checked against its target
-before anything is sent again. What "checked" means per kind:
+alone (same file → same batches), so an interrupted import resumes batch by batch, and no
+write to the core is ever applied twice:
 
-* ``products`` — every write is a full replace by sku (``PUT /products/by-sku``) or a create
-  when the sku does not exist yet, each decided from a fresh ``GET`` just before, and a
-  product that already matches the file is not written. Re-running a pending batch is
-  therefore harmless: a product created before the crash is found and left alone (its
-  initial stock is not added again), an updated one already matches. A product already in
-  the core keeps its current stock (the ``PUT`` carries the stock just read).
-* ``stock_counts`` — the core keeps stock on the product, and ``PUT /products/by-sku``
-  replaces ``stockQuantity`` (JAVA_API.md: full replace); the additive quirk is on the
-  inventory side (each product write adds the product's stock to the inventory item's
-  ``quantity``, and any inventory write adds to the product's stock), so counts are never
-  written through ``/inventory``, and an unchanged count is not written at all. Before a
-  batch is sent, each product's stock *before* is journaled. On resume each row of a pending
-  batch is: already at the counted figure → done; still at the journaled figure → applied
-  now; anything else (a sale or another change happened since, so whether our write landed
-  cannot be told) → not written, reported for a manual check. A count is thus never applied
-  twice, and the journal keeps before/after for every row. Every ``PUT`` answer is checked:
-  a core that did not set the stock to the counted figure stops the import.
-* ``sales`` — ``POST /sales/bulk`` is all-or-nothing and the core stamps ids and dates
-  itself, so before each batch the highest sale id in the core is journaled with the batch.
-  A pending batch is looked for among the core's sales with a higher id (``/sales/history``
-  back to the day it was sent): if the batch's sales appear there in order (same skus and
-  quantities per sale), it was committed and is marked so; otherwise it is sent again. A
-  refusal (4xx) means nothing of the batch was written: the import stops with the core's
-  reason, earlier batches stay committed, and a rerun continues from that batch. The
-  residual risk is a batch so small (one sale of one line) that an identical till sale in
-  the same window is taken for it; it would then not be re-sent.
+* Every write is journaled ``sent`` with its time just before it leaves. A write whose answer
+  is lost (timeout, broken connection, 5xx, the process killed) is never sent again blindly:
+  the core is checked for its effect, polling until it shows up or until the settle window
+  (``CoreClient.write_settle_s`` after sending, longer than the write timeout) has passed;
+  only then is it sent again. A batch journaled ``begun`` had nothing in flight and is sent at
+  once. The residual assumption: the core applies or drops a request within the settle window.
+* ``products`` and ``stock_counts`` write one product at a time (``POST /products``, ``PUT
+  /products/by-sku``) and journal each row as it is done, so a commit the core stops half-way
+  says exactly which rows are committed, and a rerun starts at the first row not done. A
+  product is created or replaced from a fresh ``GET`` (the ``PUT`` carries the stock just
+  read); a count is set only while the stock is still the figure read before, otherwise the
+  row is reported for a manual check. Counts never go through ``/inventory`` (additive quirk).
+* ``sales`` — ``POST /sales/bulk`` is all-or-nothing and the core stamps ids and dates, so the
+  highest sale id is journaled with the batch and its effect is its sales, in order (same skus
+  and quantities), among the newer ones in ``/sales/history``. A batch so small that an
+  identical till sale in the same window is taken for it would not be re-sent.
+* A refusal (4xx) writes nothing of that row or batch: the import stops naming the row, with
+  the account of committed and uncommitted rows; a rerun continues from there.
 * ``sales_history``, ``customers``, ``expenses`` — one DuckDB transaction holds the rows,
   the batch record and the file's ``committed`` status: an interruption leaves nothing,
   and a rerun writes everything exactly once. Historical sales get negative sale ids
@@ -44,9 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from time import sleep
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import quote
@@ -54,7 +45,7 @@ from urllib.parse import quote
 import duckdb
 import pandas as pd
 
-from salesflow.core_client import CoreClient
+from salesflow.core_client import CoreClient, WriteOutcomeUnknown
 from salesflow.errors import CoreApiError, CoreDataError, SalesflowError
 from salesflow.imports import journal as J
 from salesflow.imports.validation import Validated
@@ -62,10 +53,18 @@ from salesflow.warehouse import registered, transaction
 
 _log = logging.getLogger("salesflow.imports")
 
+WRITE_ATTEMPTS = 3  # sends of one write by one run, each after its effect failed to show up
+FOUND = object()  # a write without an answer whose effect showed up
+LOST = object()  # ... whose effect did not show up within the settle window
+
 
 class CommitRefused(SalesflowError):
-    """The core refused a batch (nothing of that batch was written); rerunning will not help
-    until the cause (e.g. stock) is fixed."""
+    """The core refused a row or batch (nothing of it was written); rerunning will not help
+    until the cause is fixed. ``rows`` are the refused spreadsheet rows."""
+
+    def __init__(self, message: str, rows: list[int] | tuple[int, ...] = ()):
+        super().__init__(message)
+        self.rows = list(rows)
 
 
 @dataclass
@@ -74,8 +73,8 @@ class CommitReport:
     batches_total: int = 0
     batches_committed: int = 0  # sent and committed by this run
     batches_skipped: int = 0  # already committed by an earlier run
-    batches_recovered: int = 0  # pending, found already applied in the target
-    rows_committed: int = 0
+    batches_recovered: int = 0  # interrupted batches completed (a lost write found applied)
+    rows_committed: int = 0  # by this run
     actions: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
 
@@ -120,12 +119,52 @@ def commit(job: CommitJob) -> CommitReport:
     return fn(job)
 
 
+# -- the account of an interrupted commit ----------------------------------------------------
+def account(con: duckdb.DuckDBPyConnection, sha256: str, validated: Validated,
+            refused: list[int] | tuple[int, ...] = ()) -> dict:
+    """Which rows of the file are committed, refused, sent without an answer, not committed."""
+    committed, in_doubt = J.row_account(con, sha256)
+    out = {"committed": sorted(committed), "failed": sorted(refused),
+           "not_committed": [r for r in validated.row_numbers
+                             if r not in committed and r not in in_doubt]}
+    if in_doubt:
+        out["in_doubt"] = sorted(in_doubt)
+    return out
+
+
+def account_text(acc: dict, validated: Validated) -> str:
+    labels = dict(zip(validated.row_numbers, validated.data.get("sku") or []))
+    verb = lambda rows, one="is", more="are": one if len(rows) == 1 else more  # noqa: E731
+    parts = [f"{_rows_text(acc['committed'], labels)} {verb(acc['committed'])} committed"
+             if acc["committed"] else "no row is committed"]
+    if acc.get("in_doubt"):
+        parts.append(f"{_rows_text(acc['in_doubt'], labels)} {verb(acc['in_doubt'], 'was', 'were')}"
+                     " sent without an answer (a rerun checks the core before sending again)")
+    if acc["not_committed"]:
+        parts.append(f"{_rows_text(acc['not_committed'], labels)} {verb(acc['not_committed'])} not")
+    return "; ".join(parts)
+
+
+def _rows_text(rows: list[int], labels: dict[int, Any], n: int = 10) -> str:
+    spans: list[list[int]] = []
+    for r in rows:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    names = [str(labels[r]) for r in rows[:n] if labels.get(r) is not None]
+    if names and len(rows) > n:
+        names.append(f"and {len(rows) - n} more")
+    return f"row{'s' if len(rows) > 1 else ''} {where}" + (f" ({', '.join(names)})" if names else "")
+
+
 # -- the core --------------------------------------------------------------------------
 def put_json(client: CoreClient, path: str, body: Any) -> Any:
-    """PUT a JSON body (a full replace: idempotent, so retried like a read); the decoded answer."""
+    """PUT a JSON body once (a late duplicate could undo a later change); the decoded answer."""
     import orjson
 
-    resp = client.put_json(path, body)
+    resp = client.put_json(path, body, retry=False)
     return orjson.loads(resp.content) if resp.content else None
 
 
@@ -153,6 +192,52 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), max(1, size))]
 
 
+def _refusal(exc: CoreApiError) -> bool:
+    """An answer that says the core will not do it (not a passing failure)."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 408, 429)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(tz=timezone.utc).replace(tzinfo=None)
+
+
+def _settled(client: CoreClient, sent_at: datetime | None, seen: Callable[[], bool]) -> bool:
+    """Whether a write sent at ``sent_at`` without an answer shows its effect: ``seen`` is
+    polled until it holds or the settle window after sending has passed (one look when the
+    sending time is unknown)."""
+    window = float(getattr(client, "write_settle_s", 180.0))
+    deadline = sent_at + timedelta(seconds=window) if sent_at else _utcnow()
+    poll = max(0.05, min(2.0, window / 20))
+    while True:
+        if seen():
+            return True
+        left = (deadline - _utcnow()).total_seconds()
+        if left <= 0:
+            return False
+        sleep(min(poll, left))
+
+
+def _write(job: CommitJob, no: int, detail: dict, send: Callable[[], Any],
+           seen: Callable[[], bool]) -> tuple[Any, dict]:
+    """Send one write of batch ``no``, journaled as sent just before: ``(answer, detail)``, with
+    FOUND or LOST as the answer when it was lost. A refusal or a write that never left is
+    re-raised with nothing in flight in the journal."""
+    detail = J.mark_sent(job.con, job.sha256, no, detail)
+    try:
+        return send(), detail
+    except WriteOutcomeUnknown as exc:
+        job.log.warning(f"batch {no}: {exc}; looking for its effect before sending it again")
+        return (FOUND if _settled(job.client, J.sent_time(detail), seen) else LOST), detail
+    except CoreApiError:
+        J.mark_answered(job.con, job.sha256, no, detail)
+        raise
+
+
+def _no_answer(what: str) -> CoreApiError:
+    return CoreApiError(f"{what}: the core answered none of {WRITE_ATTEMPTS} attempts and did "
+                        "not apply them; a rerun resumes here")
+
+
 def _open_batches(job: CommitJob, report: CommitReport, items: list, size: int):
     """``(batch number, chunk, journal entry or None)`` of every batch not committed yet;
     batches an earlier run committed are counted as skipped."""
@@ -167,133 +252,201 @@ def _open_batches(job: CommitJob, report: CommitReport, items: list, size: int):
         yield no, chunk, batch
 
 
-def commit_products(job: CommitJob) -> CommitReport:
-    client = job.client
-    report = CommitReport("products")
-    for no, chunk, _ in _open_batches(job, report, job.validated.records(), job.batch_rows):
+def _rowwise(job: CommitJob, report: CommitReport, size: int, begin: Callable,
+             apply_row: Callable) -> None:
+    """Batches of single-product writes, each row journaled as done. ``begin(chunk)`` is the
+    detail of a new batch; ``apply_row(no, batch, detail, rec)`` returns the row's action and
+    the detail."""
+    for no, chunk, batch in _open_batches(job, report, job.validated.records(), size):
         rows = [r["_row"] for r in chunk]
-        J.begin_batch(job.con, job.sha256, no, rows[0], rows[-1],
-                      {"rows": rows, "skus": [r["sku"] for r in chunk]})
-        actions = Counter()
+        detail = batch.detail if batch is not None else J.begin_batch(
+            job.con, job.sha256, no, rows[0], rows[-1], {"rows": rows, "done": {}, **begin(chunk)})
+        done = batch.done if batch is not None else {}
+        actions: Counter = Counter()
         for rec in chunk:
-            actions[_apply_product(client, rec)] += 1
-        J.finish_batch(job.con, job.sha256, no, rows[0], rows[-1],
-                       {"rows": rows, **actions})
+            row = rec["_row"]
+            if row in done:
+                actions["committed_earlier"] += 1
+                continue
+            action, detail = apply_row(no, batch, detail, rec)
+            done[row] = action
+            actions[action] += 1
+            detail = J.mark_answered(job.con, job.sha256, no, {**detail, "done": done})
+        kept = {k: v for k, v in detail.items() if k not in ("state", "sending", "sent_at")}
+        J.finish_batch(job.con, job.sha256, no, rows[0], rows[-1], {**kept, **actions})
         report.actions.update(actions)
-        report.batches_committed += 1
-        report.rows_committed += len(chunk)
+        report.rows_committed += len(chunk) - actions["committed_earlier"]
+        if batch is None:
+            report.batches_committed += 1
+        else:
+            report.batches_recovered += 1
+
+
+def _in_flight(batch: J.Batch | None, row: int) -> bool:
+    """Whether the interrupted run sent ``row`` and got no answer."""
+    if batch is None or batch.state != "sent":
+        return False
+    sending = batch.detail.get("sending")
+    return sending is None or sending.get("row") == row  # no row: an older journal, all in doubt
+
+
+def _read_product(client: CoreClient, row: int, sku: str) -> dict | None:
+    try:
+        return get_product(client, sku)
+    except CoreApiError as exc:
+        if _refusal(exc):
+            raise CommitRefused(f"the core refused row {row} (sku {sku!r}): {exc}", [row]) from None
+        raise
+
+
+# -- products ----------------------------------------------------------------------------
+def commit_products(job: CommitJob) -> CommitReport:
+    report = CommitReport("products")
+
+    def apply_row(no, batch, detail, rec):
+        expect = (batch.detail.get("sending") or {}).get("expect") if batch else None
+        if expect and _in_flight(batch, rec["_row"]) and _settled(
+                job.client, batch.sent_at, lambda: _shows(get_product(job.client, rec["sku"]), expect)):
+            return batch.detail["sending"]["action"], detail
+        return _apply_product(job, no, detail, rec)
+
+    _rowwise(job, report, job.batch_rows, lambda chunk: {"skus": [r["sku"] for r in chunk]},
+             apply_row)
     return report
 
 
-def _apply_product(client: CoreClient, rec: dict) -> str:
-    sku = rec["sku"]
-    current = get_product(client, sku)
+def _shows(current: dict | None, expect: dict) -> bool:
+    """Whether the core's product carries the fields a write set."""
+    return current is not None and all(
+        (_money(current.get(k) or 0) == _money(v) if k == "price" else current.get(k) == v)
+        for k, v in expect.items())
+
+
+def _product_body(rec: dict, current: dict | None) -> dict:
     if current is None:
-        body = {
-            "name": rec["name"], "sku": sku, "price": float(rec["price"]),
-            "stockQuantity": rec.get("initial_stock") or 0,
-            "description": rec.get("description"), "imageUrl": None,
-            "lowStockThreshold": rec.get("low_stock_threshold") or 10,
-        }
-        try:
-            client.post_json("/products", body, retry=False)
-            return "created"
-        except CoreApiError as exc:
-            if exc.status != 400:
-                raise
-            current = get_product(client, sku)  # created meanwhile (e.g. by a crashed run)
-            if current is None:
-                raise CommitRefused(f"the core refused to create sku {sku!r}: {exc}") from None
-    body = {
-        "name": rec["name"], "sku": sku, "price": float(rec["price"]),
+        return {"name": rec["name"], "sku": rec["sku"], "price": float(rec["price"]),
+                "stockQuantity": rec.get("initial_stock") or 0,
+                "description": rec.get("description"), "imageUrl": None,
+                "lowStockThreshold": rec.get("low_stock_threshold") or 10}
+    return {
+        "name": rec["name"], "sku": rec["sku"], "price": float(rec["price"]),
         "stockQuantity": current.get("stockQuantity", 0),
         "description": rec["description"] if rec.get("description") is not None else current.get("description"),
         "imageUrl": current.get("imageUrl"),
         "lowStockThreshold": rec.get("low_stock_threshold") or current.get("lowStockThreshold") or 10,
     }
-    same = (
-        current.get("name") == body["name"]
-        and _money(current.get("price", 0)) == rec["price"]
-        and current.get("description") == body["description"]
-        and current.get("lowStockThreshold") == body["lowStockThreshold"]
-    )
-    if same:
-        return "unchanged"
-    try:
-        put_json(client, f"/products/by-sku/{quote(sku, safe='')}", body)
-    except CoreApiError as exc:
-        if exc.status is not None and 400 <= exc.status < 500:
-            raise CommitRefused(f"the core refused to update sku {sku!r}: {exc}") from None
-        raise
-    return "updated"
 
 
+def _apply_product(job: CommitJob, no: int, detail: dict, rec: dict) -> tuple[str, dict]:
+    client, row, sku = job.client, rec["_row"], rec["sku"]
+    path = f"/products/by-sku/{quote(sku, safe='')}"
+    for _ in range(WRITE_ATTEMPTS):
+        current = _read_product(client, row, sku)
+        body = _product_body(rec, current)
+        expect = {k: body[k] for k in ("name", "price", "description", "lowStockThreshold")}
+        if current is not None and _shows(current, expect):
+            return "unchanged", detail
+        action = "created" if current is None else "updated"
+        send = ((lambda: client.post_json("/products", body, retry=False)) if current is None
+                else (lambda: put_json(client, path, body)))
+        sending = {"row": row, "sku": sku, "action": action, "expect": expect}
+        try:
+            answer, detail = _write(job, no, {**detail, "sending": sending}, send,
+                                    lambda: _shows(get_product(client, sku), expect))
+        except CoreApiError as exc:
+            if current is None and exc.status == 400 and get_product(client, sku) is not None:
+                continue  # created meanwhile (by an earlier attempt): compare again
+            if _refusal(exc):
+                raise CommitRefused(f"the core refused row {row} (sku {sku!r}): {exc}", [row]) from None
+            raise
+        if answer is not LOST:
+            return action, detail
+    raise _no_answer(f"row {row} (sku {sku!r})")
+
+
+# -- stock counts ------------------------------------------------------------------------
 def commit_stock_counts(job: CommitJob) -> CommitReport:
     client = job.client
     report = CommitReport("stock_counts")
-    for no, chunk, batch in _open_batches(job, report, job.validated.records(), job.batch_rows):
-        rows = [r["_row"] for r in chunk]
-        read: dict[int, dict] = {}  # products just read for the plan, by row
-        if batch is not None:  # pending: classify each row against the journaled stock
-            plan = [tuple(x) for x in batch.detail.get("plan", [])]
-            resumed = True
-        else:
-            plan = []
-            for rec in chunk:
-                current = get_product(client, rec["sku"])
-                if current is None:
-                    raise CommitRefused(f"sku {rec['sku']!r} is no longer in the core")
-                read[rec["_row"]] = current
-                plan.append((rec["_row"], rec["sku"], int(current.get("stockQuantity", 0)),
-                             int(rec["counted_quantity"])))
-            J.begin_batch(job.con, job.sha256, no, rows[0], rows[-1],
-                          {"rows": rows, "plan": plan})
-            resumed = False
-        actions: Counter = Counter()
-        changes, flagged = [], []
-        for row, sku, before, counted in plan:
-            # a resumed batch reads the stock anew: the interrupted run may have set it
-            current = read.pop(row, None) if not resumed else None
-            current = current if current is not None else get_product(client, sku)
+    read: dict[int, dict] = {}  # products read for a new batch's plan, by row
+
+    def begin(chunk):
+        plan = []
+        for rec in chunk:
+            current = _read_product(client, rec["_row"], rec["sku"])
             if current is None:
-                raise CommitRefused(f"sku {sku!r} is no longer in the core")
-            stock = int(current.get("stockQuantity", 0))
-            if stock == counted:
-                actions["already_set" if resumed and before != counted else "unchanged"] += 1
-                continue
-            if resumed and stock != before:
-                flagged.append({"row": row, "sku": sku, "before": before, "counted": counted,
-                                "now": stock})
-                actions["needs_check"] += 1
-                continue
-            body = {k: current.get(k) for k in ("name", "sku", "price", "description", "imageUrl",
-                                                 "lowStockThreshold")}
-            body["stockQuantity"] = counted
-            answer = put_json(client, f"/products/by-sku/{quote(sku, safe='')}", body)
-            got = answer.get("stockQuantity") if isinstance(answer, dict) else None
-            if got != counted:
-                raise CoreDataError(
-                    f"the core answered stock {got} for sku {sku!r} after it was set to "
-                    f"{counted} (it was {stock}): stock writes do not replace the figure, "
-                    "the import stops")
-            changes.append([sku, stock, counted])
-            actions["set"] += 1
-        J.finish_batch(job.con, job.sha256, no, rows[0], rows[-1],
-                       {"rows": rows, "changes": changes, "flagged": flagged, **actions})
-        for f in flagged:
+                raise CommitRefused(f"row {rec['_row']}: sku {rec['sku']!r} is no longer in the core",
+                                    [rec["_row"]])
+            read[rec["_row"]] = current
+            plan.append((rec["_row"], rec["sku"], int(current.get("stockQuantity", 0)),
+                         int(rec["counted_quantity"])))
+        return {"plan": plan, "changes": [], "flagged": []}
+
+    def apply_row(no, batch, detail, rec):
+        row = rec["_row"]
+        _, sku, before, counted = next(p for p in detail["plan"] if p[0] == row)
+        doubt = _in_flight(batch, row)
+        if doubt:
+            _settled(client, batch.sent_at, lambda: _stock_of(client, row, sku) == counted)
+        current = read.pop(row, None) or _read_product(client, row, sku)
+        action, detail = _count_row(job, no, detail, row, sku, before, counted, current, doubt)
+        if action == "needs_check":
+            f = detail["flagged"][-1]
             report.warnings.append(
-                f"row {f['row']}: sku {f['sku']!r} was not set to {f['counted']}: its stock "
-                f"changed to {f['now']} since the interrupted attempt read {f['before']}; "
-                "check it by hand")
-        report.actions.update(actions)
-        if resumed:
-            report.batches_recovered += 1
-        else:
-            report.batches_committed += 1
-        report.rows_committed += len(plan) - len(flagged)
+                f"row {row}: sku {sku!r} was not set to {counted}: its stock changed to "
+                f"{f['now']} since the interrupted attempt read {before}; check it by hand")
+        return action, detail
+
+    _rowwise(job, report, job.batch_rows, begin, apply_row)
+    report.rows_committed -= report.actions["needs_check"]
     return report
 
 
+def _stock_of(client: CoreClient, row: int, sku: str) -> int | None:
+    current = _read_product(client, row, sku)
+    return None if current is None else int(current.get("stockQuantity", 0))
+
+
+def _count_row(job: CommitJob, no: int, detail: dict, row: int, sku: str, before: int,
+               counted: int, current: dict | None, doubt: bool) -> tuple[str, dict]:
+    """Set one count: only while the stock is still ``before`` when an earlier write of it is
+    in doubt; anything else is flagged for a manual check."""
+    client = job.client
+    path = f"/products/by-sku/{quote(sku, safe='')}"
+    for _ in range(WRITE_ATTEMPTS):
+        if current is None:
+            raise CommitRefused(f"row {row}: sku {sku!r} is no longer in the core", [row])
+        stock = int(current.get("stockQuantity", 0))
+        if stock == counted:
+            return ("already_set" if doubt else "unchanged"), detail
+        if doubt and stock != before:
+            flag = {"row": row, "sku": sku, "before": before, "counted": counted, "now": stock}
+            return "needs_check", {**detail, "flagged": [*detail.get("flagged", []), flag]}
+        body = {k: current.get(k) for k in ("name", "sku", "price", "description", "imageUrl",
+                                             "lowStockThreshold")}
+        body["stockQuantity"] = counted
+        try:
+            answer, detail = _write(job, no, {**detail, "sending": {"row": row, "sku": sku}},
+                                    lambda: put_json(client, path, body),
+                                    lambda: _stock_of(client, row, sku) == counted)
+        except CoreApiError as exc:
+            if _refusal(exc):
+                raise CommitRefused(f"the core refused row {row} (sku {sku!r}): {exc}", [row]) from None
+            raise
+        if answer is LOST:  # not applied within the window: set it only if nothing moved since
+            doubt, before, current = True, stock, _read_product(client, row, sku)
+            continue
+        got = answer.get("stockQuantity") if isinstance(answer, dict) else counted
+        if got != counted:
+            raise CoreDataError(
+                f"the core answered stock {got} for sku {sku!r} after it was set to "
+                f"{counted} (it was {stock}): stock writes do not replace the figure, "
+                "the import stops")
+        return "set", {**detail, "changes": [*detail.get("changes", []), [sku, stock, counted]]}
+    raise _no_answer(f"row {row} (sku {sku!r})")
+
+
+# -- sales -------------------------------------------------------------------------------
 def group_sales(validated: Validated) -> list[dict]:
     """Lines into sales: lines sharing a sale_ref are one sale, others one sale each."""
     data = validated.data
@@ -330,6 +483,16 @@ def _batch_found(client: CoreClient, fingerprints: list[tuple], after_id: int,
     return target is None
 
 
+def _bulk_payload(chunk: list[dict]) -> list[dict]:
+    payload = []
+    for s in chunk:
+        sale: dict[str, Any] = {"items": [{"sku": sku, "quantity": qty} for sku, qty in s["items"]]}
+        if s["customer_id"]:
+            sale["customerId"] = s["customer_id"]
+        payload.append(sale)
+    return payload
+
+
 def commit_sales(job: CommitJob) -> CommitReport:
     client = job.client
     report = CommitReport("sales")
@@ -337,41 +500,49 @@ def commit_sales(job: CommitJob) -> CommitReport:
         rows = sorted(r for s in chunk for r in s["rows"])
         fingerprints = [tuple(s["items"]) for s in chunk]
         detail = {"rows": rows, "sales": len(chunk), "lines": sum(len(s["items"]) for s in chunk)}
-        if batch is not None:
+        recovered = False
+        if batch is not None and batch.state == "sent":
             after = int(batch.detail.get("before_max_id", 0))
             sent = date.fromisoformat(batch.detail.get("core_day", job.today.isoformat()))
-            if _batch_found(client, fingerprints, after, sent, job.today):
-                J.finish_batch(job.con, job.sha256, no, rows[0], rows[-1],
-                               {**detail, "before_max_id": after, "recovered": True})
-                report.batches_recovered += 1
-                report.rows_committed += len(rows)
-                report.actions["sales"] += len(chunk)
-                continue
-        before = _max_sale_id(client)
-        J.begin_batch(job.con, job.sha256, no, rows[0], rows[-1],
-                      {**detail, "before_max_id": before, "core_day": job.today.isoformat()})
-        payload = []
-        for s in chunk:
-            sale: dict[str, Any] = {"items": [{"sku": sku, "quantity": qty} for sku, qty in s["items"]]}
-            if s["customer_id"]:
-                sale["customerId"] = s["customer_id"]
-            payload.append(sale)
-        try:
-            client.post_json("/sales/bulk", payload, retry=False)
-        except CoreApiError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 408):
-                job.con.execute("DELETE FROM ops.import_batches WHERE file_sha256 = ? AND batch_no = ?",
-                                [job.sha256, no])
-                raise CommitRefused(
-                    f"the core refused sales batch {no} of {report.batches_total} (rows {rows[0]}-{rows[-1]}): "
-                    f"{exc}; batches before it are committed, a rerun continues from this batch"
-                ) from None
-            raise
-        J.finish_batch(job.con, job.sha256, no, rows[0], rows[-1], {**detail, "before_max_id": before})
-        report.batches_committed += 1
+            recovered = _settled(client, batch.sent_at,
+                                 lambda: _batch_found(client, fingerprints, after, sent, job.today))
+            detail["before_max_id"] = after
+        if not recovered:
+            recovered, detail = _send_sales(job, report, no, detail, fingerprints, _bulk_payload(chunk))
+        J.finish_batch(job.con, job.sha256, no, rows[0], rows[-1],
+                       {**detail, **({"recovered": True} if recovered else {})})
+        if recovered:
+            report.batches_recovered += 1
+        else:
+            report.batches_committed += 1
         report.rows_committed += len(rows)
         report.actions["sales"] += len(chunk)
     return report
+
+
+def _send_sales(job: CommitJob, report: CommitReport, no: int, detail: dict,
+                fingerprints: list[tuple], payload: list[dict]) -> tuple[bool, dict]:
+    """POST one batch; ``(found applied after a lost answer, detail)``."""
+    client, rows = job.client, detail["rows"]
+    for _ in range(WRITE_ATTEMPTS):
+        before = _max_sale_id(client)
+        sent = J.begin_batch(job.con, job.sha256, no, rows[0], rows[-1],
+                             {**detail, "before_max_id": before, "core_day": job.today.isoformat()})
+        try:
+            answer, sent = _write(
+                job, no, sent, lambda: client.post_json("/sales/bulk", payload, retry=False),
+                lambda: _batch_found(client, fingerprints, before, job.today, job.today))
+        except CoreApiError as exc:
+            if _refusal(exc):
+                job.con.execute("DELETE FROM ops.import_batches WHERE file_sha256 = ? AND batch_no = ?",
+                                [job.sha256, no])
+                raise CommitRefused(
+                    f"the core refused sales batch {no} of {report.batches_total} (rows "
+                    f"{rows[0]}-{rows[-1]}): {exc}; nothing of it was written", rows) from None
+            raise
+        if answer is not LOST:
+            return answer is FOUND, {**detail, "before_max_id": before}
+    raise _no_answer(f"sales batch {no} (rows {rows[0]}-{rows[-1]})")
 
 
 # -- the warehouse -----------------------------------------------------------------------

@@ -5,12 +5,13 @@
 file whose content is already committed adds a separate row with status ``duplicate`` (and
 imports nothing), so every file dropped leaves a trace.
 
-``ops.import_batches`` lists the batches of a commit: a batch is written ``pending``
-(``committed_at`` NULL, with what the commit needs to recognise it later in ``detail``)
-before it is sent, and marked committed after. A run that finds a pending batch knows the
-commit was interrupted around it and checks the target before sending anything again
-(``salesflow.imports.commit``). For the warehouse kinds the data, the batch row and the file's
-status are one transaction, so there is never a pending batch there.
+``ops.import_batches`` lists the batches of a commit. ``detail.state`` says how far a batch
+got: ``begun`` (recorded with what the commit needs to recognise it later, nothing in flight:
+a resume sends at once), ``sent`` (a write left at ``detail.sent_at``, UTC, and its answer is
+not recorded: its outcome is unknown until the core is checked) and ``committed`` (with
+``committed_at``). Batches of single-product writes also list the rows ``done``, so a batch
+the core stopped half-way says exactly which rows were committed. For the warehouse kinds the
+data, the batch row and the file's status are one transaction, so no batch stays open there.
 """
 
 from __future__ import annotations
@@ -42,6 +43,29 @@ class Batch:
     @property
     def committed(self) -> bool:
         return self.committed_at is not None
+
+    @property
+    def state(self) -> str:
+        """``begun``, ``sent`` or ``committed``; a batch of an older journal (``pending``, no
+        time) counts as sent at an unknown time."""
+        if self.committed:
+            return "committed"
+        return "begun" if self.detail.get("state") == "begun" else "sent"
+
+    @property
+    def sent_at(self) -> datetime | None:
+        return sent_time(self.detail)
+
+    @property
+    def done(self) -> dict[int, str]:
+        """Rows of the batch already committed, with what was done to each."""
+        return {int(row): action for row, action in (self.detail.get("done") or {}).items()}
+
+
+def sent_time(detail: dict) -> datetime | None:
+    """When the write in flight of a batch left (UTC), if known."""
+    value = detail.get("sent_at")
+    return datetime.fromisoformat(value) if value else None
 
 
 def get_import(con: duckdb.DuckDBPyConnection, sha256: str) -> dict | None:
@@ -115,14 +139,38 @@ def _dump(detail: dict) -> str:
 
 
 def begin_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int, first_row: int,
-                last_row: int, detail: dict[str, Any]) -> None:
-    """Record a batch as about to be sent (``committed_at`` NULL)."""
+                last_row: int, detail: dict[str, Any]) -> dict[str, Any]:
+    """Record a batch as begun, nothing sent yet (``committed_at`` NULL); its detail."""
+    detail = {**detail, "state": "begun"}
     con.execute("DELETE FROM ops.import_batches WHERE file_sha256 = ? AND batch_no = ?",
                 [sha256, batch_no])
     con.execute(
         "INSERT INTO ops.import_batches VALUES (?, ?, ?, ?, NULL, ?)",
-        [sha256, batch_no, first_row, last_row, _dump({"state": "pending", **detail})],
+        [sha256, batch_no, first_row, last_row, _dump(detail)],
     )
+    return detail
+
+
+def update_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int,
+                 detail: dict[str, Any]) -> dict[str, Any]:
+    """Replace the detail of an open batch; the detail."""
+    con.execute("UPDATE ops.import_batches SET detail = ? WHERE file_sha256 = ? AND batch_no = ?",
+                [_dump(detail), sha256, batch_no])
+    return detail
+
+
+def mark_sent(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int,
+              detail: dict[str, Any]) -> dict[str, Any]:
+    """Record, just before a write leaves, that its outcome is unknown from now on; the detail."""
+    sent_at = datetime.now(tz=timezone.utc).replace(tzinfo=None).isoformat()
+    return update_batch(con, sha256, batch_no, {**detail, "state": "sent", "sent_at": sent_at})
+
+
+def mark_answered(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int,
+                  detail: dict[str, Any]) -> dict[str, Any]:
+    """Record that the write in flight was answered (nothing in flight now); the detail."""
+    detail = {k: v for k, v in detail.items() if k not in ("sent_at", "sending")}
+    return update_batch(con, sha256, batch_no, {**detail, "state": "begun"})
 
 
 def finish_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int, first_row: int,
@@ -137,10 +185,23 @@ def finish_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int, fir
     )
 
 
-def committed_rows(con: duckdb.DuckDBPyConnection, sha256: str) -> frozenset[int]:
-    """Spreadsheet rows of the file's committed batches (from their ``rows`` detail)."""
-    out: set[int] = set()
+def row_account(con: duckdb.DuckDBPyConnection, sha256: str) -> tuple[set[int], set[int]]:
+    """``(committed, in doubt)`` spreadsheet rows of the file: rows of committed batches and
+    rows done in open ones; rows whose write was sent without an answer."""
+    committed: set[int] = set()
+    in_doubt: set[int] = set()
     for batch in batches(con, sha256).values():
         if batch.committed:
-            out.update(batch.detail.get("rows", []))
-    return frozenset(out)
+            committed.update(batch.detail.get("rows", []))
+            continue
+        committed.update(batch.done)
+        if batch.state == "sent":
+            sending = batch.detail.get("sending")
+            in_doubt.update([sending["row"]] if sending else batch.detail.get("rows", []))
+    return committed, in_doubt - committed
+
+
+def committed_rows(con: duckdb.DuckDBPyConnection, sha256: str) -> frozenset[int]:
+    """Spreadsheet rows an earlier attempt committed or may have committed."""
+    committed, in_doubt = row_account(con, sha256)
+    return frozenset(committed | in_doubt)

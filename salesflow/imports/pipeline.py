@@ -39,7 +39,9 @@ import duckdb
 from salesflow.core_client import CoreClient
 from salesflow.errors import CoreApiError, SalesflowError
 from salesflow.imports import journal as J
-from salesflow.imports.commit import CommitJob, CommitRefused, CommitReport, catalogue, commit, group_sales
+from salesflow.imports.commit import (
+    CommitJob, CommitRefused, CommitReport, account, account_text, catalogue, commit, group_sales,
+)
 from salesflow.imports.kinds import CORE, kind_from_filename
 from salesflow.imports.reading import DEFAULT_LIMITS, FileRejected, Grid, Limits, read_file, sha256_file
 from salesflow.imports.templates import ensure_templates
@@ -119,6 +121,8 @@ class ImportOutcome:
     moved_to: Path | None = None
     report: Path | None = None
     commit: CommitReport | None = None
+    # a commit that stopped: rows committed, failed, not committed (and sent without answer)
+    account: dict | None = None
 
     def first_errors(self, n: int = 20) -> list[dict]:
         return [{"where": i.where(), **i.as_dict()} for i in self.issues[:n]]
@@ -387,10 +391,9 @@ def process_file(
         try:
             report = commit(job)
         except CommitRefused as exc:
-            done = [b for b in J.batches(con, sha).values() if b.committed]
-            message = (f"{exc}. Committed so far: {len(done)} batch(es) "
-                       f"({sum(len(b.detail.get('rows', [])) for b in done)} rows). Fix the cause "
-                       "and drop the same file again: committed batches are skipped.")
+            outcome.account = account(con, sha, validated, exc.rows)
+            message = (f"{exc}. Of this file, {account_text(outcome.account, validated)}. Fix the "
+                       "cause and drop the same file again: committed rows are not written again.")
             J.set_import(con, sha, filename=shown, status="failed", kind=validated.kind.name,
                          message=message, **counts)
             dest = _move(path, _destination(layout.rejected, now, sha, name))
@@ -401,9 +404,10 @@ def process_file(
             return outcome
         except BaseException as exc:
             try:
+                told = account_text(account(con, sha, validated), validated)
                 J.set_import(con, sha, filename=shown, status="failed", kind=validated.kind.name,
-                             message=f"commit interrupted ({type(exc).__name__}); a rerun "
-                             "resumes from the last committed batch", **counts)
+                             message=f"commit interrupted ({type(exc).__name__}); of this file, "
+                             f"{told}; a rerun resumes from there", **counts)
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
             raise
@@ -427,9 +431,13 @@ def _commit_message(report: CommitReport) -> str:
     if report.batches_skipped:
         parts.append(f"{report.batches_skipped} already committed earlier")
     if report.batches_recovered:
-        parts.append(f"{report.batches_recovered} found applied after an interruption")
-    if report.actions:
-        parts.append(", ".join(f"{k}: {v}" for k, v in sorted(report.actions.items())))
+        parts.append(f"{report.batches_recovered} completed after an interruption")
+    earlier = report.actions.get("committed_earlier", 0)
+    if earlier:
+        parts.append(f"{earlier} row(s) committed by an earlier attempt")
+    listed = {k: v for k, v in report.actions.items() if k != "committed_earlier"}
+    if listed:
+        parts.append(", ".join(f"{k}: {v}" for k, v in sorted(listed.items())))
     if report.warnings:
         parts.append(f"{len(report.warnings)} warning(s): " + "; ".join(report.warnings[:3]))
     return "; ".join(parts)
