@@ -105,6 +105,8 @@ SALES_CHECKS = [
     dg.AssetCheckSpec("unique_sale_ids", asset=RAW_SALES, blocking=True),
     dg.AssetCheckSpec("items_add_up_to_total", asset=RAW_SALES, blocking=True,
                       description="Every sale's line subtotals add up to its total, to the cent"),
+    dg.AssetCheckSpec("line_subtotals_match", asset=RAW_SALE_ITEMS, blocking=True,
+                      description="Every line's subtotal is its quantity x unit price, to the cent"),
     dg.AssetCheckSpec("no_negative_money", asset=RAW_SALE_ITEMS, blocking=True),
     dg.AssetCheckSpec("sold_skus_known", asset=RAW_SALE_ITEMS,
                       description="Every sold sku is in the current catalogue (warning only)"),
@@ -174,7 +176,8 @@ def raw_sales(
                   "first_differences": dg.MetadataValue.json(differences[:10])},
     )
     targets = {"unique_sale_ids": RAW_SALES, "items_add_up_to_total": RAW_SALES,
-               "no_negative_money": RAW_SALE_ITEMS, "sold_skus_known": RAW_SALE_ITEMS}
+               "line_subtotals_match": RAW_SALE_ITEMS, "no_negative_money": RAW_SALE_ITEMS,
+               "sold_skus_known": RAW_SALE_ITEMS}
     for name, check in checks.items():
         yield dg.AssetCheckResult(
             check_name=name, asset_key=targets[name], passed=check["passed"],

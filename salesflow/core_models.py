@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from salesflow.errors import CoreDataError
+
+
+# Ids are Java longs (the JSON reader of sales listings holds them as BIGINT).
+Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class ProductDto(msgspec.Struct, forbid_unknown_fields=False):
@@ -37,7 +41,7 @@ class InventoryItem(msgspec.Struct, forbid_unknown_fields=False):
 
 
 class SaleItem(msgspec.Struct, forbid_unknown_fields=False, gc=False):
-    productId: int
+    productId: Id
     productName: str
     sku: str
     quantity: int
@@ -46,7 +50,7 @@ class SaleItem(msgspec.Struct, forbid_unknown_fields=False, gc=False):
 
 
 class Sale(msgspec.Struct, forbid_unknown_fields=False, gc=False):
-    id: int
+    id: Id
     saleDate: str
     totalAmount: float
     items: list[SaleItem]

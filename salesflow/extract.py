@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -20,10 +21,15 @@ from salesflow.warehouse import registered, transaction
 
 SALES_JSON_COLUMNS = (
     "{id: 'BIGINT', saleDate: 'VARCHAR', totalAmount: 'DOUBLE', customerId: 'VARCHAR', "
-    "items: 'STRUCT(productId BIGINT, productName VARCHAR, sku VARCHAR, quantity BIGINT, "
+    "items: 'STRUCT(productId BIGINT, productName VARCHAR, sku VARCHAR, quantity DOUBLE, "
     "unitPrice DOUBLE, subtotal DOUBLE)[]'}"
 )
 MAX_ERRORS_SHOWN = 10
+# The core's ranges: ints and quantities are Java ints, ids Java longs, money NUMERIC(12,2).
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+MONEY_MAX = Decimal("9999999999.99")
+CENT = Decimal("0.01")
 
 
 def utcnow() -> datetime:
@@ -109,7 +115,7 @@ def stage_sales(con: duckdb.DuckDBPyConnection, json_path: Path) -> StagedSales:
            SELECT id AS sale_id, try_cast(saleDate AS TIMESTAMP) AS sale_ts,
                   CAST(try_cast(saleDate AS TIMESTAMP) AS DATE) AS sale_date,
                   totalAmount AS total_raw,
-                  CAST(round(totalAmount, 2) AS DECIMAL(18,2)) AS total_amount,
+                  try_cast(round(totalAmount, 2) AS DECIMAL(18,2)) AS total_amount,
                   NULLIF(trim(customerId), '') AS customer_id, saleDate AS sale_date_text,
                   len(items) AS n_items
            FROM _src"""
@@ -120,10 +126,11 @@ def stage_sales(con: duckdb.DuckDBPyConnection, json_path: Path) -> StagedSales:
         """CREATE OR REPLACE TEMP TABLE _staged_items AS
            SELECT sale_id, CAST(line_no AS INTEGER) AS line_no,
                   item.productId AS product_id, item.sku AS sku,
-                  item.productName AS product_name, item.quantity AS quantity,
+                  item.productName AS product_name, item.quantity AS quantity_raw,
+                  try_cast(item.quantity AS BIGINT) AS quantity,
                   item.unitPrice AS unit_price_raw, item.subtotal AS subtotal_raw,
-                  CAST(round(item.unitPrice, 2) AS DECIMAL(18,2)) AS unit_price,
-                  CAST(round(item.subtotal, 2) AS DECIMAL(18,2)) AS subtotal
+                  try_cast(round(item.unitPrice, 2) AS DECIMAL(18,2)) AS unit_price,
+                  try_cast(round(item.subtotal, 2) AS DECIMAL(18,2)) AS subtotal
            FROM (SELECT id AS sale_id, unnest(items) AS item,
                         generate_subscripts(items, 1) AS line_no FROM _src)"""
     )
@@ -143,8 +150,24 @@ def stage_sales(con: duckdb.DuckDBPyConnection, json_path: Path) -> StagedSales:
     return StagedSales(n_sales, n_lines, first, last)
 
 
+_QUANTITY_OK = f"quantity_raw BETWEEN 1 AND {INT_MAX} AND quantity_raw = floor(quantity_raw)"
+
+
+def _money_ok(column: str) -> str:
+    return f"(abs({column}) <= {MONEY_MAX})"
+
+
+def _number(value: float, places: int | None = None) -> str:
+    """A JSON number as read (a double): whole numbers without '.0', huge ones as 1e+20."""
+    if abs(value) >= 1e16 or value != value or abs(value) == float("inf"):
+        return repr(value)
+    if places is not None:
+        return f"{value:.{places}f}"
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def validate_staged_sales(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[str]:
-    """Contract rules a sale must meet; each message names the sale id."""
+    """Contract rules a sale must meet; each message names the sale id (and line number)."""
     checks = [
         (
             "SELECT sale_id, count(*) FROM _staged_sales GROUP BY 1 HAVING count(*) > 1",
@@ -159,8 +182,35 @@ def validate_staged_sales(con: duckdb.DuckDBPyConnection, limit: int = 50) -> li
             lambda r: f"sale {r[0]} has no items",
         ),
         (
-            """SELECT sale_id, line_no, quantity FROM _staged_items WHERE quantity <= 0""",
-            lambda r: f"sale {r[0]} line {r[1]} has quantity {r[2]}",
+            "SELECT sale_id FROM _staged_sales WHERE sale_id < 1",
+            lambda r: f"sale {r[0]} has id {r[0]}: the core's ids are positive",
+        ),
+        (
+            f"""SELECT sale_id, line_no, quantity_raw FROM _staged_items
+               WHERE NOT ({_QUANTITY_OK})""",
+            lambda r: f"sale {r[0]} line {r[1]} has quantity {_number(r[2])} "
+            f"(a whole number from 1 to {INT_MAX})",
+        ),
+        (
+            "SELECT sale_id, line_no, product_id FROM _staged_items WHERE product_id < 1",
+            lambda r: f"sale {r[0]} line {r[1]} has productId {r[2]}: the core's ids are positive",
+        ),
+        (
+            f"""SELECT sale_id, NULL, 'totalAmount', total_raw FROM _staged_sales
+               WHERE NOT {_money_ok('total_raw')}
+               UNION ALL SELECT sale_id, line_no, 'unitPrice', unit_price_raw FROM _staged_items
+               WHERE NOT {_money_ok('unit_price_raw')}
+               UNION ALL SELECT sale_id, line_no, 'subtotal', subtotal_raw FROM _staged_items
+               WHERE NOT {_money_ok('subtotal_raw')}""",
+            lambda r: f"sale {r[0]}{f' line {r[1]}' if r[1] else ''} has {r[2]} {_number(r[3], 2)} "
+            f"beyond NUMERIC(12,2) (at most {MONEY_MAX})",
+        ),
+        (
+            f"""SELECT sale_id, line_no, subtotal, quantity, unit_price, quantity * unit_price
+               FROM _staged_items
+               WHERE {_QUANTITY_OK} AND {_money_ok('unit_price_raw')} AND {_money_ok('subtotal_raw')}
+                 AND subtotal <> quantity * unit_price""",
+            lambda r: f"sale {r[0]} line {r[1]} has subtotal {r[2]} but {r[3]} x {r[4]} = {r[5]}",
         ),
         (
             """SELECT sale_id, total_raw FROM _staged_sales WHERE total_raw < 0
@@ -170,11 +220,13 @@ def validate_staged_sales(con: duckdb.DuckDBPyConnection, limit: int = 50) -> li
         ),
         (
             """SELECT sale_id, total_raw FROM _staged_sales
-               WHERE abs(total_raw * 100 - round(total_raw * 100)) > 1e-6
+               WHERE abs(total_raw * 100 - round(total_raw * 100)) > greatest(1e-6, abs(total_raw) * 1e-12)
                UNION ALL SELECT sale_id, unit_price_raw FROM _staged_items
-               WHERE abs(unit_price_raw * 100 - round(unit_price_raw * 100)) > 1e-6
+               WHERE abs(unit_price_raw * 100 - round(unit_price_raw * 100))
+                     > greatest(1e-6, abs(unit_price_raw) * 1e-12)
                UNION ALL SELECT sale_id, subtotal_raw FROM _staged_items
-               WHERE abs(subtotal_raw * 100 - round(subtotal_raw * 100)) > 1e-6""",
+               WHERE abs(subtotal_raw * 100 - round(subtotal_raw * 100))
+                     > greatest(1e-6, abs(subtotal_raw) * 1e-12)""",
             lambda r: f"sale {r[0]} has an amount with more than 2 decimals ({r[1]})",
         ),
         (
@@ -335,6 +387,13 @@ def sales_check_results(con: duckdb.DuckDBPyConnection, start: date, end: date) 
            ORDER BY 1 LIMIT 10""",
         rng,
     ).fetchall()
+    arithmetic = con.execute(
+        """SELECT i.sale_id, i.line_no, i.subtotal, i.quantity, i.unit_price, i.quantity * i.unit_price
+           FROM raw.sale_items i JOIN raw.sales s USING (sale_id)
+           WHERE s.sale_date BETWEEN ? AND ? AND i.subtotal <> i.quantity * i.unit_price
+           ORDER BY 1, 2 LIMIT 10""",
+        rng,
+    ).fetchall()
     negative = con.execute(
         """SELECT sale_id FROM raw.sales WHERE total_amount < 0
            UNION SELECT sale_id FROM raw.sale_items WHERE unit_price < 0 OR subtotal < 0
@@ -353,6 +412,11 @@ def sales_check_results(con: duckdb.DuckDBPyConnection, start: date, end: date) 
             "passed": not mismatch,
             "examples": [f"sale {a}: total {b} vs items {c}" for a, b, c in mismatch],
         },
+        "line_subtotals_match": {
+            "passed": not arithmetic,
+            "examples": [f"sale {a} line {b}: subtotal {c} but {d} x {e} = {f}"
+                         for a, b, c, d, e, f in arithmetic],
+        },
         "no_negative_money": {"passed": not negative, "examples": [str(r[0]) for r in negative]},
         "sold_skus_known": {"passed": not unknown, "examples": [r[0] for r in unknown]},
     }
@@ -367,10 +431,12 @@ def products_frame(data: bytes, extracted_at: datetime | None = None) -> pd.Data
         label = f"product #{i} (sku={p.sku!r})"
         if p.price < 0:
             errors.append(f"{label} has negative price {p.price}")
+        errors += _id_errors(label, p.id) + _money_errors(label, price=p.price)
         if p.stockQuantity < 0:
             errors.append(f"{label} has negative stockQuantity {p.stockQuantity}")
         if p.lowStockThreshold < 1:
             errors.append(f"{label} has lowStockThreshold {p.lowStockThreshold} < 1")
+        errors += _int_errors(label, stockQuantity=p.stockQuantity, lowStockThreshold=p.lowStockThreshold)
         if p.sku in seen:
             errors.append(f"{label} repeats a sku")
         seen.add(p.sku)
@@ -398,6 +464,10 @@ def inventory_frame(data: bytes, extracted_at: datetime | None = None) -> pd.Dat
         label = f"inventory item #{i} (sku={it.sku!r})"
         if it.price < 0 or it.cost < 0:
             errors.append(f"{label} has negative money (price {it.price}, cost {it.cost})")
+        if it.quantity < 0:
+            errors.append(f"{label} has negative quantity {it.quantity}")
+        errors += _id_errors(label, it.id) + _money_errors(label, price=it.price, cost=it.cost)
+        errors += _int_errors(label, quantity=it.quantity)
         if it.sku in seen:
             errors.append(f"{label} repeats a sku")
         seen.add(it.sku)
@@ -421,6 +491,27 @@ def inventory_frame(data: bytes, extracted_at: datetime | None = None) -> pd.Dat
             "extracted_at": pd.Series([ts] * len(items), dtype="datetime64[us]"),
         }
     )
+
+
+def _id_errors(label: str, value: int) -> list[str]:
+    return [] if 1 <= value <= LONG_MAX else [f"{label} has id {value} out of range (1 to {LONG_MAX})"]
+
+
+def _int_errors(label: str, **values: int) -> list[str]:
+    """Figures the core holds as Java ints; the negative ones are reported by their own rule."""
+    return [f"{label} has {field} {value} beyond the core's int range (at most {INT_MAX})"
+            for field, value in values.items() if value > INT_MAX]
+
+
+def _money_errors(label: str, **values: Decimal) -> list[str]:
+    """Amounts beyond NUMERIC(12,2) or with more than 2 decimals (negatives have their own rule)."""
+    errors = []
+    for field, value in values.items():
+        if value > MONEY_MAX:
+            errors.append(f"{label} has {field} {value} beyond NUMERIC(12,2) (at most {MONEY_MAX})")
+        elif value != value.quantize(CENT):
+            errors.append(f"{label} has {field} {value} with more than 2 decimals")
+    return errors
 
 
 def _raise_if(errors: list[str], what: str) -> None:

@@ -1,5 +1,6 @@
 """Staging, validation and rerun-safe writes of sales listings (no network)."""
 
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -179,3 +180,132 @@ def test_snapshot_tables_replace_atomically(tmp_path, con):
         ("T1", Decimal("2.50"), 3)]
     assert extract.write_stock_snapshot(con, date(2025, 1, 1)) == 1
     assert extract.write_stock_snapshot(con, date(2025, 1, 1)) == 1
+
+
+# -- every line is checked: arithmetic and the contract's ranges --------------------------
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+
+
+def raw_item(qty, price, subtotal, pid=1, sku="A"):
+    return {"productId": pid, "productName": f"Product {sku}", "sku": sku,
+            "quantity": qty, "unitPrice": price, "subtotal": subtotal}
+
+
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        # the sale's total matches its lines, but a line's subtotal is not 2 x 14.50
+        ([sale(20, "2025-03-01T10:00:00", [raw_item(2, 14.50, 30.00), raw_item(1, 1.00, 1.00)])],
+         "sale 20 line 1 has subtotal 30.00 but 2 x 14.50 = 29.00"),
+        ([sale(21, "2025-03-01T10:00:00", [raw_item(1, 1.00, 1.00), raw_item(3, 0.10, 0.31)])],
+         "sale 21 line 2 has subtotal 0.31 but 3 x 0.10 = 0.30"),
+        ([sale(22, "2025-03-01T10:00:00", [raw_item(INT_MAX + 1, 0.01, 21474836.48)])],
+         "sale 22 line 1 has quantity 2147483648"),
+        ([sale(23, "2025-03-01T10:00:00", [raw_item(2.5, 2.00, 5.00)])],
+         "sale 23 line 1 has quantity 2.5"),
+        ([sale(24, "2025-03-01T10:00:00", [raw_item(-3, 2.00, -6.00)])],
+         "sale 24 line 1 has quantity -3"),
+        ([sale(25, "2025-03-01T10:00:00", [raw_item(1e20, 0.00, 0.00)])],
+         "sale 25 line 1 has quantity 1e+20"),
+        ([sale(26, "2025-03-01T10:00:00", [raw_item(1, 1e13, 1e13)])],
+         "sale 26 line 1 has unitPrice 10000000000000.00 beyond"),
+        ([sale(27, "2025-03-01T10:00:00", [raw_item(1, 1.00, 1.00)], total=1e20)],
+         "sale 27 has totalAmount 1e+20 beyond"),
+        ([sale(0, "2025-03-01T10:00:00", [raw_item(1, 1.00, 1.00)])], "sale 0 has id 0"),
+        ([sale(28, "2025-03-01T10:00:00", [raw_item(1, 1.00, 1.00, pid=0)])],
+         "sale 28 line 1 has productId 0"),
+        # beyond BIGINT: the JSON reader cannot hold it; the error still names the sale
+        ([sale(2**64, "2025-03-01T10:00:00", [raw_item(1, 1.00, 1.00)])],
+         "id=18446744073709551616"),
+        ([sale(29, "2025-03-01T10:00:00", [raw_item(1, 1.00, 1.00, pid=2**64)])], "id=29"),
+    ],
+)
+def test_line_contract_breaks_name_the_sale_and_line(tmp_path, con, payload, expected):
+    with pytest.raises(CoreDataError) as err:  # json: orjson refuses ints beyond 64 bits
+        extract.stage_sales(con, write_json(tmp_path, json.dumps(payload).encode()))
+    assert expected in str(err.value)
+    assert con.execute("SELECT count(*) FROM raw.sales").fetchone()[0] == 0
+
+
+def test_legal_extremes_of_the_contract_land_exactly(tmp_path, con):
+    """Java int quantities, Java long ids and NUMERIC(12,2) money, including amounts whose
+    double is not exact at the cent (1234567890.13)."""
+    listing = [
+        sale(LONG_MAX, "2025-03-01T10:00:00", [raw_item(INT_MAX, 0.01, 21474836.47, pid=LONG_MAX)]),
+        sale(40, "2025-03-01T11:00:00", [raw_item(1, 9999999999.99, 9999999999.99)]),
+        sale(41, "2025-03-01T12:00:00", [raw_item(1, 1234567890.13, 1234567890.13),
+                                         raw_item(3, 3333333.33, 9999999.99)]),
+    ]
+    extract.stage_sales(con, write_json(tmp_path, orjson.dumps(listing)))
+    w = extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 1))
+    assert (w.sales, w.lines) == (3, 4)
+    assert con.execute("SELECT sale_id, total_amount FROM raw.sales ORDER BY 1").fetchall() == [
+        (40, Decimal("9999999999.99")), (41, Decimal("1244567890.12")), (LONG_MAX, Decimal("21474836.47"))]
+    assert con.execute(
+        "SELECT product_id, quantity, unit_price FROM raw.sale_items WHERE sale_id = ?", [LONG_MAX]
+    ).fetchone() == (LONG_MAX, INT_MAX, Decimal("0.01"))
+    assert extract.reconcile_sales(con, date(2025, 3, 1), date(2025, 3, 1)) == []
+    checks = extract.sales_check_results(con, date(2025, 3, 1), date(2025, 3, 1))
+    assert all(c["passed"] for name, c in checks.items() if name != "sold_skus_known"), checks
+
+
+def test_line_arithmetic_is_a_blocking_check_on_the_warehouse(tmp_path, con):
+    extract.stage_sales(con, write_json(tmp_path, GOOD))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    # a line that reached raw.* another way (e.g. an older load)
+    con.execute("UPDATE raw.sale_items SET subtotal = 2.30 WHERE sale_id = 1 AND line_no = 1")
+    con.execute("UPDATE raw.sales SET total_amount = 7.55 WHERE sale_id = 1")
+    checks = extract.sales_check_results(con, date(2025, 3, 1), date(2025, 3, 2))
+    assert checks["items_add_up_to_total"]["passed"]
+    assert not checks["line_subtotals_match"]["passed"]
+    assert checks["line_subtotals_match"]["examples"] == ["sale 1 line 1: subtotal 2.30 but 2 x 1.10 = 2.20"]
+
+
+PRODUCT = {"id": 1, "name": "Tea", "sku": "T1", "price": 2.5, "stockQuantity": 3, "lowStockThreshold": 5}
+ITEM = {"id": 1, "sku": "T1", "name": "Tea", "quantity": 3, "price": 2.5, "cost": 1.25,
+        "category": "Drinks", "updatedAt": "2025-03-01T10:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"stockQuantity": INT_MAX + 1}, r"sku='T2'.*stockQuantity 2147483648"),
+        ({"lowStockThreshold": INT_MAX + 1}, r"sku='T2'.*lowStockThreshold 2147483648"),
+        ({"price": 1e13}, r"sku='T2'.*price 10000000000000.0 beyond"),
+        ({"price": 2.555}, r"sku='T2'.*price 2.555 with more than 2 decimals"),
+        ({"id": 2**63}, r"sku='T2'.*id 9223372036854775808"),
+        ({"id": 0}, r"sku='T2'.*id 0"),
+    ],
+)
+def test_products_out_of_range_name_the_product(change, expected):
+    bad = {**PRODUCT, "id": 2, "sku": "T2", "name": "Coffee", **change}
+    with pytest.raises(CoreDataError, match=expected):
+        extract.products_frame(json.dumps([PRODUCT, bad]).encode())
+
+
+def test_products_and_inventory_at_the_contract_limits_land(tmp_path, con):
+    top = {**PRODUCT, "id": LONG_MAX, "price": 9999999999.99, "stockQuantity": INT_MAX,
+           "lowStockThreshold": INT_MAX}
+    extract.replace_table(con, "raw.products", extract.products_frame(orjson.dumps([top])))
+    assert con.execute("SELECT id, price, stock_quantity, low_stock_threshold FROM raw.products").fetchall() == [
+        (LONG_MAX, Decimal("9999999999.99"), INT_MAX, INT_MAX)]
+    item = {**ITEM, "quantity": INT_MAX, "price": 9999999999.99, "cost": 9999999999.99}
+    extract.replace_table(con, "raw.inventory", extract.inventory_frame(orjson.dumps([item])))
+    assert con.execute("SELECT quantity, cost FROM raw.inventory").fetchall() == [(INT_MAX, Decimal("9999999999.99"))]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"quantity": INT_MAX + 1}, r"sku='T2'.*quantity 2147483648"),
+        ({"quantity": -1}, r"sku='T2'.*quantity -1"),
+        ({"cost": 1e13}, r"sku='T2'.*cost 10000000000000.0 beyond"),
+        ({"id": 2**63}, r"sku='T2'.*id 9223372036854775808"),
+    ],
+)
+def test_inventory_out_of_range_names_the_item(change, expected):
+    bad = {**ITEM, "id": 2, "sku": "T2", "name": "Coffee", **change}
+    with pytest.raises(CoreDataError, match=expected):
+        extract.inventory_frame(json.dumps([ITEM, bad]).encode())
+
