@@ -827,3 +827,29 @@ def test_an_older_warehouse_gets_the_wider_columns_and_keeps_its_rows(tmp_path):
     marts.build_daily(con, AS_OF, AS_OF)
     marts.build_as_of(con, AS_OF)
     assert rows(con, "SELECT units FROM marts.daily_sales WHERE sale_date = ?", [AS_OF]) == [(2 * INT_MAX,)]
+
+
+def test_products_that_break_the_marts_are_named_with_the_reason(tmp_path):
+    from salesflow.mart_checks import check_product_assumptions
+
+    con = connect(tmp_path)
+    load_shop(con, products=[("OK-1", "Mug", "5.00", 10, 2), ("TWICE", "Pen", "1.00", 5, 1),
+                             ("TWICE", "Pen bis", "1.00", 7, 1), ("free", "Sample", "0.00", 3, 1),
+                             ("FREE", "Sample big", "2.00", 3, 1), ("HUGE", "Screws", "0.01", 1, 1)],
+              sales=[(1, AS_OF, None, [("OK-1", "Mug", 1, "5.00"), ("OLD-9", "Gone", 1, "3.00")]),
+                     (2, AS_OF, None, [("HUGE", "Screws", INT_MAX, "0.01")])],
+              snapshots=[(AS_OF, "HUGE", 1, 1)])
+    marts.build_daily(con, AS_OF, AS_OF)
+    marts.build_as_of(con, AS_OF)
+    problems = check_product_assumptions(con, AS_OF, AS_OF)
+    named = {}
+    for p in problems:
+        named.setdefault(p["sku"], []).append(p["problem"])
+    assert set(named) == {"TWICE", "free", "FREE", "OLD-9", "HUGE"}
+    assert named["TWICE"] == ["listed 2 times in the catalogue: stock figures come from one of them"]
+    assert len(named["free"]) == 2 and any("price 0" in p for p in named["free"])
+    assert named["FREE"] == ["differs only in letter case from free: reports and spreadsheets may show "
+                             "them as one product"]
+    assert "missing from the catalogue" in named["OLD-9"][0] and "turnover" in named["HUGE"][0]
+    # the others still have their stock rows
+    assert {r[0] for r in rows(con, "SELECT sku FROM marts.stock_status WHERE as_of = ?", [AS_OF])} >= {"OK-1", "HUGE"}
