@@ -113,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     i.set_defaults(func=cmd_import)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from salesflow.warehouse import WarehouseLockedError
+
+    try:
+        return args.func(args)
+    except WarehouseLockedError as exc:  # another process kept the file longer than the wait
+        print(f"salesflow: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

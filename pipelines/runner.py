@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,10 +13,16 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from dagster._core.utils import make_new_run_id
 
+from salesflow import run_ledger
 from salesflow.core_client import CoreClient
 from salesflow.settings import DEFAULTS, ShopSettings
 from salesflow.warehouse import connect, table_counts
+
+# Every run of the runner is tagged with the process that runs it, so that a later run can tell
+# a run whose process was killed from one still going.
+HOST_TAG, PID_TAG, PROCESS_TAG = "salesflow/host", "salesflow/pid", "salesflow/process_start"
 
 
 @dataclass
@@ -27,11 +34,13 @@ class RunSummary:
     warehouse: Path
     tables: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         span = str(self.start) if self.start == self.end else f"{self.start}..{self.end}"
         lines = [
             f"run {self.run_id} for {span}: {'succeeded' if self.success else 'FAILED'}",
+            *self.notes,
             f"warehouse: {self.warehouse.resolve()}",
         ]
         lines += [f"  {table:28s} {rows:>12,d} rows" for table, rows in self.tables.items()]
@@ -49,14 +58,79 @@ def core_yesterday(shop: ShopSettings) -> date:
         return client.server_today() - timedelta(days=1)
 
 
-def warehouse_has_sales(path: Path) -> bool:
+def plan_start(path: Path, first: date, as_of: date, *, since: date | None = None,
+               full: bool = False) -> tuple[date, list[str]]:
+    """The first day the run for ``as_of`` must cover, and why when earlier than asked.
+
+    Besides ``since`` (or ``as_of`` alone): every range an earlier run started and did not
+    complete (killed or failed), and every day from the first partition whose marts are missing
+    (an empty warehouse misses them all)."""
+    asked = first if full else max(since or as_of, first)
     if not path.exists():
-        return False
+        return first, []
     with connect(path, read_only=True) as con:
-        found = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name='raw' AND table_name='sales'"
-        ).fetchone()[0]
-        return bool(found) and con.execute("SELECT count(*) > 0 FROM raw.sales").fetchone()[0]
+        interrupted = run_ledger.open_start(con, as_of)
+        missing = run_ledger.first_day_without_marts(con, first, as_of)
+    notes = []
+    if interrupted is not None and interrupted < asked:
+        notes.append(f"completing an interrupted run from {interrupted}")
+    if missing is not None and missing < asked:
+        notes.append(f"marts missing from {missing}")
+    start = min(d for d in (asked, interrupted, missing) if d is not None)
+    return max(start, first), notes
+
+
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
+
+
+def _process_alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    state = _process_state(pid)
+    if state is None:
+        return True
+    return state[0] != "Z" and (not started or state[1] == started)
+
+
+def runner_tags() -> dict[str, str]:
+    state = _process_state(os.getpid())
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), PROCESS_TAG: state[1] if state else ""}
+
+
+def free_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runner's runs on this host whose process is gone, and free the pool slots
+    of every ended run, so that a killed run never blocks the warehouse pool."""
+    if instance.is_ephemeral:
+        return []
+    notes = []
+    alive_statuses = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                      dg.DagsterRunStatus.STARTED]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=alive_statuses,
+                                                       tags={HOST_TAG: socket.gethostname()})):
+        pid = int(run.tags.get(PID_TAG) or 0)
+        if pid and _process_alive(pid, run.tags.get(PROCESS_TAG, "")):
+            continue
+        instance.report_run_failed(run, message=f"the process {pid} running it is gone (killed): "
+                                   "marked failed and its warehouse pool slots freed")
+        notes.append(f"run {run.run_id} of a killed process marked failed")
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        for run_id in sorted(storage.get_concurrency_run_ids()):
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                storage.free_concurrency_slots_for_run(run_id)
+                notes.append(f"pool slots of ended run {run_id} freed")
+    return notes
 
 
 def run_daily(
@@ -74,10 +148,12 @@ def run_daily(
     complete week's and month's reports.
 
     On an empty warehouse, or with ``full``, the whole history from the first partition up to
-    ``as_of`` is loaded as one run (the core's full listing is read once).
+    ``as_of`` is loaded as one run (the core's full listing is read once). The run's range also
+    covers every range of an earlier run that was killed or failed and every day whose marts
+    are missing (see ``plan_start``); runs on a persistent instance first free the pool slots of
+    dead runs (``free_dead_runs``).
     """
-    from pipelines.definitions import defs
-    from pipelines.partitions import SHOP, monthly_partitions, weekly_partitions
+    from pipelines.partitions import SHOP
 
     from resources import FoldersResource, WarehouseResource
 
@@ -94,51 +170,58 @@ def run_daily(
     first = date.fromisoformat(SHOP.partitions_start)
     if as_of < first:
         raise ValueError(f"as-of {as_of} is before the first partition {first} (SALESFLOW_PARTITIONS_START)")
-    if full or not warehouse_has_sales(warehouse_path):
-        start = first
-    else:
-        start = since or as_of
-    start = max(start, first)
 
-    job = defs.resolve_job_def("daily_job")
     own_instance = instance is None
     if own_instance:
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     try:
-        kwargs: dict = {
-            "instance": instance,
-            "raise_on_error": False,
-            "resources": resources,
-            "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
-        }
-        if start == as_of:
-            kwargs["partition_key"] = as_of.isoformat()
-        else:
-            kwargs["tags"] = {
-                ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: as_of.isoformat(),
-            }
-        result = job.execute_in_process(**kwargs)
-        failures = _failures(result)
-        if result.success and reports:
-            for job_name, partitions in (("weekly_report_job", weekly_partitions),
-                                         ("monthly_report_job", monthly_partitions)):
-                key = _latest_complete(partitions, as_of, first)
-                if key is None:
-                    continue
-                report_run = defs.resolve_job_def(job_name).execute_in_process(
-                    instance=instance, raise_on_error=False, resources=resources, partition_key=key,
-                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
-                failures += _failures(report_run)
+        notes = free_dead_runs(instance)
+        start, why = plan_start(warehouse_path, first, as_of, since=since, full=full)
+        run_id, failures = _run_range(instance, resources, warehouse_path, start, as_of,
+                                      log_level=log_level, reports=reports)
     finally:
         if own_instance:
             instance.dispose()
-    tables = {}
-    if warehouse_path.exists():
-        with connect(warehouse_path, read_only=True) as con:
-            tables = table_counts(con)
-    return RunSummary(result.success and not failures, result.run_id, start, as_of, warehouse_path, tables,
-                      failures)
+    with connect(warehouse_path, read_only=True) as con:
+        tables = table_counts(con)
+    return RunSummary(not failures, run_id, start, as_of, warehouse_path, tables, failures, notes + why)
+
+
+def _run_range(instance: dg.DagsterInstance, resources: dict, warehouse_path: Path, start: date,
+               as_of: date, *, log_level: str, reports: bool) -> tuple[str, list[str]]:
+    """The daily job over ``start..as_of`` as one run, then the periodic reports; the range is
+    in the ledger before anything is written (a kill leaves it open) and closed on success."""
+    from pipelines.definitions import defs
+    from pipelines.partitions import SHOP, monthly_partitions, weekly_partitions
+
+    run_id = make_new_run_id()
+    with connect(warehouse_path) as con:
+        run_ledger.begin(con, run_id, start, as_of)
+    common: dict = {
+        "instance": instance,
+        "raise_on_error": False,
+        "resources": resources,
+        "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
+        "tags": runner_tags(),
+    }
+    if start == as_of:
+        partition = {"partition_key": as_of.isoformat()}
+    else:
+        partition = {"tags": {**common["tags"], ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+                              ASSET_PARTITION_RANGE_END_TAG: as_of.isoformat()}}
+    result = defs.resolve_job_def("daily_job").execute_in_process(run_id=run_id, **{**common, **partition})
+    failures = _failures(result) or ([] if result.success else ["the run failed (see its events)"])
+    if result.success and reports:
+        first = date.fromisoformat(SHOP.partitions_start)
+        for job_name, partitions in (("weekly_report_job", weekly_partitions),
+                                     ("monthly_report_job", monthly_partitions)):
+            key = _latest_complete(partitions, as_of, first)
+            if key is not None:
+                report_run = defs.resolve_job_def(job_name).execute_in_process(partition_key=key, **common)
+                failures += _failures(report_run) or ([] if report_run.success else [f"{job_name} failed"])
+    with connect(warehouse_path) as con:
+        run_ledger.finish(con, run_id, not failures)
+    return run_id, failures
 
 
 def _failures(result) -> list[str]:

@@ -204,3 +204,76 @@ def test_concurrent_runs_never_fail_on_the_warehouse_lock(tmp_path, monkeypatch,
     assert con.execute("SELECT count(*) FROM raw.expenses").fetchone()[0] == 2
     assert con.execute("SELECT max(sale_date) FROM raw.sales").fetchone()[0] == SHOP_END
     con.close()
+
+
+def _pool_holder(instance: dg.DagsterInstance, pid: int, process_start: str = "") -> str:
+    """A started run of the runner, tagged with process ``pid``, holding the warehouse pool's slot."""
+    import socket
+
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster._core.utils import make_new_run_id
+
+    from pipelines.runner import HOST_TAG, PID_TAG, PROCESS_TAG
+    from resources import WAREHOUSE_POOL
+
+    run = DagsterRun(job_name="daily_job", run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTED,
+                     tags={HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PROCESS_TAG: process_start})
+    instance.add_run(run)
+    claim = instance.event_log_storage.claim_concurrency_slot(WAREHOUSE_POOL, run.run_id, "raw_sales")
+    assert claim.is_claimed
+    return run.run_id
+
+
+def _check_dead_runs_free_the_pool(instance: dg.DagsterInstance) -> None:
+    import subprocess
+    import sys
+
+    from pipelines.runner import _process_state, free_dead_runs
+    from resources import WAREHOUSE_POOL
+
+    def holders():
+        return {slot.run_id for slot in
+                instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots}
+
+    instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)  # limit 1
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    living = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        killed = _pool_holder(instance, gone.pid)
+        assert holders() == {killed}
+        assert f"run {killed} of a killed process marked failed" in free_dead_runs(instance)
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
+        assert holders() == set()
+        # a run whose process still runs keeps its slot
+        running = _pool_holder(instance, living.pid, _process_state(living.pid)[1])
+        free_dead_runs(instance)
+        assert instance.get_run_by_id(running).status == dg.DagsterRunStatus.STARTED
+        assert holders() == {running}
+        # the same pid reused by another process is not the run's process
+        instance.report_run_failed(instance.get_run_by_id(running))
+        free_dead_runs(instance)
+        reused = _pool_holder(instance, living.pid, "1")
+        free_dead_runs(instance)
+        assert instance.get_run_by_id(reused).status == dg.DagsterRunStatus.FAILURE
+        assert holders() == set()
+    finally:
+        living.kill()
+        living.wait()
+
+
+def test_cli_runs_free_the_pool_slots_of_killed_runs(tmp_path):
+    with instance_from(tmp_path, ROOT / "dagster.yaml") as instance:
+        _check_dead_runs_free_the_pool(instance)
+
+
+@pytest.mark.postgres
+def test_cli_runs_free_the_pool_slots_of_killed_runs_on_postgres(tmp_path, monkeypatch, pg_database):
+    monkeypatch.setenv("DAGSTER_PG_HOST", PG_HOST)
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(PG_PORT))
+    monkeypatch.setenv("DAGSTER_PG_USER", os.environ.get("PGUSER", "postgres"))
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")
+    monkeypatch.setenv("DAGSTER_PG_DB", pg_database)
+    with instance_from(tmp_path, ROOT / "deploy" / "dagster.postgres.yaml") as instance:
+        assert "Postgres" in type(instance.event_log_storage).__name__
+        _check_dead_runs_free_the_pool(instance)

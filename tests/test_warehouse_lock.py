@@ -65,10 +65,14 @@ def test_summary_command_waits_instead_of_failing(warehouse, monkeypatch, capsys
 
 
 def test_runner_reads_the_warehouse_after_the_lock_is_released(warehouse):
-    from pipelines.runner import warehouse_has_sales
+    """`salesflow materialize` started while another run writes plans its range after the wait."""
+    from datetime import date
+
+    from pipelines.runner import plan_start
 
     with writer_in_another_process(warehouse, 1.5):
-        assert warehouse_has_sales(warehouse)
+        start, _ = plan_start(warehouse, date(2025, 1, 1), date(2025, 6, 30))
+    assert start == date(2025, 1, 1)  # no marts yet: the whole history
 
 
 def test_resource_waits_for_the_lock(warehouse):
@@ -106,3 +110,14 @@ def test_lock_timeout_setting_is_checked():
     assert wh.lock_timeout_s({"SALESFLOW_WAREHOUSE_LOCK_TIMEOUT": "2.5"}) == 2.5
     with pytest.raises(ValueError, match="SALESFLOW_WAREHOUSE_LOCK_TIMEOUT"):
         wh.lock_timeout_s({"SALESFLOW_WAREHOUSE_LOCK_TIMEOUT": "soon"})
+
+
+def test_summary_command_reports_a_lock_held_too_long(warehouse, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("SALESFLOW_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("SALESFLOW_WAREHOUSE_LOCK_TIMEOUT", "0.5")
+    with writer_in_another_process(warehouse, 30):
+        assert main(["summary"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("salesflow: the warehouse") and str(warehouse) in error

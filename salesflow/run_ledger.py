@@ -1,0 +1,63 @@
+"""Which partition ranges the headless runner started and finished (``ops.daily_runs``), and
+which days of the warehouse lack their marts: what a rerun must cover to complete a killed or
+failed run."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+DAILY_RUNS_DDL = """
+    CREATE TABLE IF NOT EXISTS ops.daily_runs (
+        run_id VARCHAR, range_start DATE, range_end DATE, started_at TIMESTAMP,
+        finished_at TIMESTAMP, status VARCHAR)"""
+
+# running: started, not ended (a kill leaves it so); failed: ended with a failure;
+# succeeded; covered: completed later by a run whose range contains it
+OPEN = "('running', 'failed')"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, table]).fetchone()[0])
+
+
+def begin(con: duckdb.DuckDBPyConnection, run_id: str, start: date, end: date) -> None:
+    con.execute(DAILY_RUNS_DDL)
+    con.execute("INSERT INTO ops.daily_runs VALUES (?, ?, ?, now()::TIMESTAMP, NULL, 'running')",
+                [run_id, start, end])
+
+
+def finish(con: duckdb.DuckDBPyConnection, run_id: str, success: bool) -> None:
+    """Record the run's end; a success also closes every open range it covered."""
+    con.execute(DAILY_RUNS_DDL)
+    start, end = con.execute("SELECT range_start, range_end FROM ops.daily_runs WHERE run_id = ?",
+                             [run_id]).fetchone()
+    con.execute("UPDATE ops.daily_runs SET status = ?, finished_at = now()::TIMESTAMP WHERE run_id = ?",
+                ["succeeded" if success else "failed", run_id])
+    if success:
+        con.execute(
+            f"""UPDATE ops.daily_runs SET status = 'covered', finished_at = now()::TIMESTAMP
+                WHERE status IN {OPEN} AND range_start >= ? AND range_end <= ?""", [start, end])
+
+
+def open_start(con: duckdb.DuckDBPyConnection, as_of: date) -> date | None:
+    """The first day of the ranges started and never completed, among those ending by ``as_of``."""
+    if not _has_table(con, "ops", "daily_runs"):
+        return None
+    return con.execute(f"SELECT min(range_start) FROM ops.daily_runs WHERE status IN {OPEN} "
+                       "AND range_end <= ?", [as_of]).fetchone()[0]
+
+
+def first_day_without_marts(con: duckdb.DuckDBPyConnection, first: date, as_of: date) -> date | None:
+    """The earliest day from ``first`` to ``as_of`` missing from marts.daily_sales (every calendar
+    day has a row) or from marts.kpis (every as-of day has its windows)."""
+    if not (_has_table(con, "marts", "daily_sales") and _has_table(con, "marts", "kpis")):
+        return first
+    return con.execute(
+        """SELECT min(d.day)::DATE FROM range(?::TIMESTAMP, ?::TIMESTAMP + INTERVAL 1 DAY,
+                                              INTERVAL 1 DAY) d(day)
+           WHERE NOT EXISTS (SELECT 1 FROM marts.daily_sales s WHERE s.sale_date = d.day::DATE)
+              OR NOT EXISTS (SELECT 1 FROM marts.kpis k WHERE k.as_of = d.day::DATE)""",
+        [first, as_of]).fetchone()[0]
