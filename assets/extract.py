@@ -108,6 +108,9 @@ SALES_CHECKS = [
     dg.AssetCheckSpec("line_subtotals_match", asset=RAW_SALE_ITEMS, blocking=True,
                       description="Every line's subtotal is its quantity x unit price, to the cent"),
     dg.AssetCheckSpec("no_negative_money", asset=RAW_SALE_ITEMS, blocking=True),
+    dg.AssetCheckSpec("sales_keep_their_day", asset=RAW_SALES,
+                      description="No sale the warehouse holds changed its day in the core or left "
+                      "its listing (warning: each is named with its old and new day)"),
     dg.AssetCheckSpec("sold_skus_known", asset=RAW_SALE_ITEMS,
                       description="Every sold sku is in the current catalogue (warning only)"),
 ]
@@ -170,19 +173,26 @@ def raw_sales(
     yield dg.MaterializeResult(asset_key=RAW_SALE_ITEMS,
                                metadata={"dagster/row_count": written.lines, **common})
     differences, checks = result.differences, result.checks
+    moves = checks["sales_keep_their_day"]
+    for line in moves["examples"][:10]:
+        context.log.warning(line)
     yield dg.AssetCheckResult(
         check_name="reconciles_with_core", asset_key=RAW_SALES, passed=not differences,
         metadata={"days_checked": (end - start).days + 1, "differences": len(differences),
-                  "first_differences": dg.MetadataValue.json(differences[:10])},
+                  "first_differences": dg.MetadataValue.json(differences[:10]),
+                  "held_sales": dg.MetadataValue.json(written.held_ids[:50]),
+                  "moved_or_gone_sales": sum(moves["counts"].values())},
     )
     targets = {"unique_sale_ids": RAW_SALES, "items_add_up_to_total": RAW_SALES,
                "line_subtotals_match": RAW_SALE_ITEMS, "no_negative_money": RAW_SALE_ITEMS,
-               "sold_skus_known": RAW_SALE_ITEMS}
+               "sold_skus_known": RAW_SALE_ITEMS, "sales_keep_their_day": RAW_SALES}
+    warnings = ("sold_skus_known", "sales_keep_their_day")
     for name, check in checks.items():
+        extra = {k: dg.MetadataValue.json(v) for k, v in check.items() if k not in ("passed", "examples")}
         yield dg.AssetCheckResult(
             check_name=name, asset_key=targets[name], passed=check["passed"],
-            severity=dg.AssetCheckSeverity.WARN if name == "sold_skus_known" else dg.AssetCheckSeverity.ERROR,
-            metadata={"examples": dg.MetadataValue.json(check["examples"])},
+            severity=dg.AssetCheckSeverity.WARN if name in warnings else dg.AssetCheckSeverity.ERROR,
+            metadata={"examples": dg.MetadataValue.json(check["examples"]), **extra},
         )
 
 

@@ -7,7 +7,7 @@ typed models in ``core_models`` so an error names the record at fault.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -251,20 +251,61 @@ class SalesWrite:
     lines: int
     deleted_sales: int
     outside_range: int
+    # sales whose day changed in the core, or that left its listing (see ``find_moved_sales``)
+    moves: list[dict] = field(default_factory=list)
+    move_counts: dict[str, int] = field(default_factory=dict)
+    held_ids: list[int] = field(default_factory=list)
+    # days outside the range whose rows changed (the old or new day of a moved or gone sale)
+    days_outside: list[date] = field(default_factory=list)
+
+
+MOVES_SHOWN = 50
+
+
+def find_moved_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> None:
+    """Temp table ``_moves``: core sales in raw.* whose day in the listing differs, or that the
+    listing no longer has though their day is in [start, end]. Outcome of each:
+
+    - ``moved``: its new day is on or before ``end``: it lives under its new day (merged by id);
+    - ``held``: its new day is after ``end``: kept under its old day until that day is extracted;
+    - ``gone``: not in the listing (deleted in the core, or moved before the listing's window).
+    """
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _moves AS
+           SELECT w.sale_id, w.sale_date AS old_day, s.sale_date AS new_day,
+                  CASE WHEN s.sale_id IS NULL THEN 'gone' WHEN s.sale_date > $2 THEN 'held'
+                       ELSE 'moved' END AS outcome
+           FROM raw.sales w LEFT JOIN _staged_sales s USING (sale_id)
+           WHERE w.sale_id > 0
+             AND (s.sale_date <> w.sale_date
+                  OR (s.sale_id IS NULL AND w.sale_date BETWEEN $1 AND $2))""",
+        [start, end],
+    )
 
 
 def write_sales_range(
     con: duckdb.DuckDBPyConnection, start: date, end: date, *, extracted_at: datetime | None = None
 ) -> SalesWrite:
-    """Replace the sales of [start, end] with the staged ones, merged by sale id, in one transaction."""
+    """Replace the sales of [start, end] with the staged ones, merged by sale id, in one transaction.
+
+    A sale the warehouse has whose day changed in the core follows ``find_moved_sales``: never
+    dropped because its new day lies outside the range."""
     extracted_at = extracted_at or utcnow()
     rng = [start, end]
     with transaction(con):
+        find_moved_sales(con, start, end)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _write_ids AS
+               SELECT sale_id FROM _staged_sales WHERE sale_date BETWEEN ? AND ?
+               UNION SELECT sale_id FROM _moves WHERE outcome = 'moved'""",
+            rng,
+        )
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _range_ids AS
-               SELECT sale_id FROM raw.sales WHERE sale_date BETWEEN ? AND ? AND sale_id > 0
-               UNION SELECT sale_id FROM _staged_sales WHERE sale_date BETWEEN ? AND ?""",
-            rng + rng,
+               (SELECT sale_id FROM raw.sales WHERE sale_date BETWEEN ? AND ? AND sale_id > 0
+                EXCEPT SELECT sale_id FROM _moves WHERE outcome = 'held')
+               UNION SELECT sale_id FROM _write_ids""",
+            rng,
         )
         deleted = con.execute(
             "SELECT count(*) FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _range_ids)"
@@ -276,27 +317,46 @@ def write_sales_range(
         n_sales = con.execute(
             """INSERT INTO raw.sales
                SELECT sale_id, sale_ts, sale_date, total_amount, customer_id, ?
-               FROM _staged_sales WHERE sale_date BETWEEN ? AND ?""",
-            [extracted_at, *rng],
+               FROM _staged_sales WHERE sale_id IN (SELECT sale_id FROM _write_ids)""",
+            [extracted_at],
         ).fetchone()[0]
         n_lines = con.execute(
             """INSERT INTO raw.sale_items
                SELECT i.sale_id, i.line_no, i.product_id, i.sku, i.product_name,
                       CAST(i.quantity AS INTEGER), i.unit_price, i.subtotal
-               FROM _staged_items i
-               WHERE i.sale_id IN (SELECT sale_id FROM _staged_sales WHERE sale_date BETWEEN ? AND ?)""",
-            rng,
+               FROM _staged_items i WHERE i.sale_id IN (SELECT sale_id FROM _write_ids)"""
         ).fetchone()[0]
         con.execute("DROP TABLE _range_ids")
+        con.execute("DROP TABLE _write_ids")
     outside = con.execute(
         "SELECT count(*) FROM _staged_sales WHERE sale_date NOT BETWEEN ? AND ?", rng
     ).fetchone()[0]
-    return SalesWrite(n_sales, n_lines, deleted, outside)
+    return SalesWrite(n_sales, n_lines, deleted, outside, *_read_moves(con, start, end))
 
 
-def reconcile_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> list[dict]:
+def _read_moves(con: duckdb.DuckDBPyConnection, start: date, end: date) -> tuple:
+    days = [r[0] for r in con.execute(
+        """SELECT DISTINCT day FROM (SELECT old_day AS day FROM _moves WHERE outcome <> 'held'
+           UNION SELECT new_day FROM _moves WHERE outcome = 'moved')
+           WHERE day NOT BETWEEN ? AND ? ORDER BY 1""", [start, end]).fetchall()]
+    counts = dict(con.execute("SELECT outcome, count(*) FROM _moves GROUP BY 1").fetchall())
+    rows = con.execute(
+        f"SELECT sale_id, old_day, new_day, outcome FROM _moves ORDER BY sale_id LIMIT {MOVES_SHOWN}"
+    ).fetchall()
+    held = [r[0] for r in con.execute(
+        "SELECT sale_id FROM _moves WHERE outcome = 'held' ORDER BY 1").fetchall()]
+    con.execute("DROP TABLE _moves")
+    moves = [{"sale_id": a, "old_day": b, "new_day": c, "outcome": d} for a, b, c, d in rows]
+    return moves, counts, held, days
+
+
+def reconcile_sales(
+    con: duckdb.DuckDBPyConnection, start: date, end: date, held_ids: list[int] | None = None
+) -> list[dict]:
     """Per-day differences between the source listing (staged) and raw.* for [start, end].
-    Sales imported from another till's history (negative ids) are not the core's: left out."""
+    Sales imported from another till's history (negative ids) are not the core's: left out, and
+    so are ``held_ids``, sales kept under their old day until their new day is extracted (they
+    are reported by the ``sales_keep_their_day`` check)."""
     def per_day(sales: str, items: str) -> str:
         return f"""
             SELECT s.sale_date, count(DISTINCT s.sale_id) AS orders,
@@ -309,14 +369,15 @@ def reconcile_sales(con: duckdb.DuckDBPyConnection, start: date, end: date) -> l
     rows = con.execute(
         f"""
         WITH src AS ({per_day("_staged_sales", "_staged_items")}),
-             wh AS ({per_day("(SELECT * FROM raw.sales WHERE sale_id > 0)", "raw.sale_items")})
+             wh AS ({per_day("(SELECT * FROM raw.sales WHERE sale_id > 0 "
+                             "AND NOT list_contains($3, sale_id))", "raw.sale_items")})
         SELECT coalesce(src.sale_date, wh.sale_date) AS day, src.orders, wh.orders,
                src.revenue, wh.revenue, src.units, wh.units
         FROM src FULL OUTER JOIN wh ON src.sale_date = wh.sale_date
         WHERE src.orders IS DISTINCT FROM wh.orders OR src.revenue IS DISTINCT FROM wh.revenue
            OR src.units IS DISTINCT FROM wh.units
         ORDER BY 1""",
-        [start, end],
+        [start, end, list(held_ids or [])],
     ).fetchall()
     return [
         {
@@ -366,13 +427,33 @@ def extract_sales(
     finally:
         download.path.unlink(missing_ok=True)
     written = write_sales_range(con, start, end)
-    differences = reconcile_sales(con, start, end)
-    checks = sales_check_results(con, start, end)
+    differences = reconcile_sales(con, start, end, written.held_ids)
+    checks = {**sales_check_results(con, start, end), "sales_keep_their_day": moved_sales_check(written, end)}
     return SalesExtraction(plan, core_today, download.bytes, download.seconds, staged, written,
                            differences, checks)
 
 
 # -- sales checks (on the warehouse) ---------------------------------------------
+def describe_move(move: dict, end: date) -> str:
+    sale, old, new = move["sale_id"], move["old_day"], move["new_day"]
+    if move["outcome"] == "gone":
+        return f"sale {sale} of {old} is no longer in the core's listing: removed"
+    if move["outcome"] == "held":
+        return f"sale {sale} moved from {old} to {new}, after {end}: kept under {old} until {new} is extracted"
+    return f"sale {sale} moved from {old} to {new}"
+
+
+def moved_sales_check(written: SalesWrite, end: date) -> dict:
+    """Warning: sales whose day changed in the core (or that left its listing), named with their
+    old and new day, and the days outside the run's range whose marts they leave out of date."""
+    return {
+        "passed": not written.move_counts,
+        "examples": [describe_move(m, end) for m in written.moves],
+        "counts": written.move_counts,
+        "days_to_rebuild": [str(d) for d in written.days_outside],
+    }
+
+
 def sales_check_results(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[str, dict]:
     """Warehouse-side checks of raw.sales/raw.sale_items; each returns passed + details."""
     rng = [start, end]

@@ -1,11 +1,11 @@
-"""Every line from the core is checked, end to end through the emulator: line arithmetic and the
-contract's ranges (named, never retried)."""
+"""Every line from the core is checked, end to end through the emulator: line arithmetic, the
+contract's ranges (named, never retried) and sales whose day changed in the core."""
 
 from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -51,6 +51,48 @@ def warehouse_rows(warehouse: Path, sql: str, params=()) -> list[tuple]:
 def raw_sales_rows(warehouse: Path) -> list[tuple]:
     return warehouse_rows(warehouse, "SELECT s.*, i.* FROM raw.sales s JOIN raw.sale_items i USING (sale_id) "
                                      "ORDER BY ALL")
+
+
+def test_sale_moved_out_of_its_day_is_named_and_never_lost(tmp_path, core_state):
+    warehouse = tmp_path / "w.duckdb"
+    clock = FixedClock(CORE_NOW)
+    day_of = "SELECT sale_date FROM raw.sales WHERE sale_id = ?"
+    with running_emulator(core_state, clock=clock) as emu:
+        assert extract(emu, warehouse, SHOP_END - timedelta(days=2), SHOP_END).success
+        # the core moves the last sale of 2025-06-30 to 2025-07-02, two days later
+        (sale_id,), = core_sql(emu, "SELECT max(id) FROM sales WHERE sale_date LIKE '2025-06-30%'")
+        core_sql(emu, "UPDATE sales SET sale_date = '2025-07-02T10:15:00' WHERE id = ?", [sale_id])
+        lines = core_sql(emu, "SELECT count(*) FROM sale_items WHERE sale_id = ?", [sale_id])[0][0]
+        clock.advance(days=2)  # 2025-07-03 00:30: 2025-07-02 is complete
+
+        # a rerun of its old day neither drops it nor passes over it
+        result = extract(emu, warehouse, SHOP_END)
+        assert result.success
+        assert warehouse_rows(warehouse, day_of, [sale_id]) == [(date(2025, 6, 30),)]
+        moved = check(result, "sales_keep_their_day")
+        assert not moved.passed and moved.severity == dg.AssetCheckSeverity.WARN
+        assert moved.metadata["examples"].value == [
+            f"sale {sale_id} moved from 2025-06-30 to 2025-07-02, after 2025-06-30: kept under "
+            "2025-06-30 until 2025-07-02 is extracted"]
+        reconciled = check(result, "reconciles_with_core")
+        assert reconciled.passed and reconciled.metadata["held_sales"].value == [sale_id]
+
+        # the next daily partition: the sale's new day still lies after its range
+        result = extract(emu, warehouse, date(2025, 7, 1))
+        assert result.success and not check(result, "sales_keep_their_day").passed
+        assert warehouse_rows(warehouse, day_of, [sale_id]) == [(date(2025, 6, 30),)]
+
+        # its new day's partition moves it there, and names the old day whose marts changed
+        result = extract(emu, warehouse, date(2025, 7, 2))
+        assert result.success
+        moved = check(result, "sales_keep_their_day")
+        assert moved.metadata["examples"].value == [f"sale {sale_id} moved from 2025-06-30 to 2025-07-02"]
+        assert moved.metadata["days_to_rebuild"].value == ["2025-06-30"]
+        assert warehouse_rows(warehouse, day_of, [sale_id]) == [(date(2025, 7, 2),)]
+        assert warehouse_rows(warehouse, "SELECT count(*) FROM raw.sale_items WHERE sale_id = ?",
+                              [sale_id]) == [(lines,)]
+        # once in place, the next run has nothing to report
+        assert check(extract(emu, warehouse, date(2025, 7, 2)), "sales_keep_their_day").passed
 
 
 def test_contract_breaks_name_the_sale_or_product_and_are_not_retried(tmp_path, core_state):

@@ -309,3 +309,62 @@ def test_inventory_out_of_range_names_the_item(change, expected):
     with pytest.raises(CoreDataError, match=expected):
         extract.inventory_frame(json.dumps([ITEM, bad]).encode())
 
+
+# -- a sale whose day changed in the core is never silently dropped ------------------------
+def load_good(tmp_path, con):
+    extract.stage_sales(con, write_json(tmp_path, GOOD, "good.json"))
+    extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+
+
+def moved(sale_id, ts):
+    return [{**s, "saleDate": ts} if s["id"] == sale_id else s for s in GOOD]
+
+
+def sales_by_day(con):
+    return con.execute("SELECT sale_id, sale_date FROM raw.sales ORDER BY 1").fetchall()
+
+
+def test_sale_moved_after_the_range_is_kept_until_its_new_day_is_extracted(tmp_path, con):
+    load_good(tmp_path, con)
+    extract.stage_sales(con, write_json(tmp_path, moved(2, "2025-03-05T08:00:00")))
+    w = extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 1))
+    # kept under its old day, lines included; reconciliation accounts for it by name
+    assert sales_by_day(con) == [(1, date(2025, 3, 1)), (2, date(2025, 3, 1)), (3, date(2025, 3, 2))]
+    assert con.execute("SELECT count(*) FROM raw.sale_items WHERE sale_id = 2").fetchone()[0] == 1
+    assert w.held_ids == [2] and w.move_counts == {"held": 1}
+    assert extract.reconcile_sales(con, date(2025, 3, 1), date(2025, 3, 1), w.held_ids) == []
+    check = extract.moved_sales_check(w, date(2025, 3, 1))
+    assert not check["passed"]
+    assert check["examples"] == [
+        "sale 2 moved from 2025-03-01 to 2025-03-05, after 2025-03-01: kept under 2025-03-01 "
+        "until 2025-03-05 is extracted"]
+    # its new day's run moves it there and names the old day, whose marts are now stale
+    w = extract.write_sales_range(con, date(2025, 3, 5), date(2025, 3, 5))
+    assert sales_by_day(con) == [(1, date(2025, 3, 1)), (2, date(2025, 3, 5)), (3, date(2025, 3, 2))]
+    check = extract.moved_sales_check(w, date(2025, 3, 5))
+    assert check["examples"] == ["sale 2 moved from 2025-03-01 to 2025-03-05"]
+    assert check["days_to_rebuild"] == ["2025-03-01"]
+    assert extract.reconcile_sales(con, date(2025, 3, 1), date(2025, 3, 5)) == []
+
+
+def test_sale_moved_before_the_range_lives_under_its_new_day(tmp_path, con):
+    load_good(tmp_path, con)
+    extract.stage_sales(con, write_json(tmp_path, moved(3, "2025-03-01T18:00:00")))
+    w = extract.write_sales_range(con, date(2025, 3, 2), date(2025, 3, 2))
+    assert sales_by_day(con) == [(1, date(2025, 3, 1)), (2, date(2025, 3, 1)), (3, date(2025, 3, 1))]
+    assert con.execute("SELECT count(*) FROM raw.sale_items WHERE sale_id = 3").fetchone()[0] == 1
+    check = extract.moved_sales_check(w, date(2025, 3, 2))
+    assert not check["passed"] and check["examples"] == ["sale 3 moved from 2025-03-02 to 2025-03-01"]
+    assert check["days_to_rebuild"] == ["2025-03-01"]
+    assert extract.reconcile_sales(con, date(2025, 3, 1), date(2025, 3, 2)) == []
+
+
+def test_sale_gone_from_the_listing_is_named(tmp_path, con):
+    load_good(tmp_path, con)
+    extract.stage_sales(con, write_json(tmp_path, GOOD[1:], "b.json"))
+    w = extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2))
+    check = extract.moved_sales_check(w, date(2025, 3, 2))
+    assert check["examples"] == ["sale 1 of 2025-03-01 is no longer in the core's listing: removed"]
+    extract.stage_sales(con, write_json(tmp_path, GOOD[1:], "b.json"))
+    assert extract.moved_sales_check(extract.write_sales_range(con, date(2025, 3, 1), date(2025, 3, 2)),
+                                     date(2025, 3, 2))["passed"]
