@@ -245,3 +245,44 @@ def test_kill_9_mid_run_then_the_next_run_frees_the_pool_and_completes(tmp_path,
         assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
         assert not instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
     assert not differences(dump(warehouse), references["full"])
+
+
+def test_a_warehouse_without_the_ledger_is_completed_from_its_missing_marts(tmp_path, cores, references, killed):
+    """A run killed between raw and marts on a warehouse older than ops.daily_runs (or by a run
+    the runner did not start): the days without marts are found in the warehouse itself."""
+    warehouse = tmp_path / "w.duckdb"
+    raw_done = next(k for k, keys in enumerate(references["steps"], 1)
+                    if dg.AssetKey(["raw", "sales"]) in keys)
+    shutil.copy(killed("full", raw_done), warehouse)
+    con = duckdb.connect(str(warehouse))
+    con.execute("DROP TABLE IF EXISTS ops.daily_runs")
+    con.close()
+    result = materialize(cores["full"], warehouse, FULL_AS_OF)
+    assert result.success, result.summary()
+    assert not differences(dump(warehouse), references["full"])
+    assert result.start == SHOP_START and f"marts missing from {SHOP_START}" in result.summary()
+
+
+def test_ledger_keeps_a_range_open_until_a_run_covering_it_succeeds(tmp_path):
+    from salesflow import run_ledger
+    from salesflow.warehouse import connect
+
+    def day(n: int) -> date:
+        return date(2025, 1, n)
+
+    with connect(tmp_path / "w.duckdb") as con:
+        assert run_ledger.open_start(con, day(7)) is None
+        run_ledger.begin(con, "killed", day(1), day(7))
+        assert run_ledger.open_start(con, day(7)) == day(1)
+        assert run_ledger.open_start(con, day(6)) is None  # it ends after that as-of
+        run_ledger.begin(con, "failed", day(8), day(8))
+        run_ledger.finish(con, "failed", success=False)
+        assert run_ledger.open_start(con, day(8)) == day(1)
+        run_ledger.begin(con, "covering", day(3), day(8))
+        run_ledger.finish(con, "covering", success=True)  # does not contain the 1st and 2nd
+        assert run_ledger.open_start(con, day(8)) == day(1)
+        run_ledger.begin(con, "complete", day(1), day(8))
+        run_ledger.finish(con, "complete", success=True)
+        assert run_ledger.open_start(con, day(8)) is None
+        assert dict(con.execute("SELECT run_id, status FROM ops.daily_runs").fetchall()) == {
+            "killed": "covered", "failed": "covered", "covering": "succeeded", "complete": "succeeded"}
