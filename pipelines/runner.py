@@ -64,18 +64,18 @@ def plan_start(path: Path, first: date, as_of: date, *, since: date | None = Non
 
     Besides ``since`` (or ``as_of`` alone): every range an earlier run started and did not
     complete (killed or failed), and every day from the first partition whose marts are missing
-    (an empty warehouse misses them all)."""
+    or disagree with raw data (an empty warehouse misses them all)."""
     asked = first if full else max(since or as_of, first)
     if not path.exists():
         return first, []
     with connect(path, read_only=True) as con:
         interrupted = run_ledger.open_start(con, as_of)
-        missing = run_ledger.first_day_without_marts(con, first, as_of)
+        missing = run_ledger.first_stale_day(con, first, as_of)
     notes = []
     if interrupted is not None and interrupted < asked:
         notes.append(f"completing an interrupted run from {interrupted}")
     if missing is not None and missing < asked:
-        notes.append(f"marts missing from {missing}")
+        notes.append(f"marts missing or older than raw data from {missing}")
     start = min(d for d in (asked, interrupted, missing) if d is not None)
     return max(start, first), notes
 

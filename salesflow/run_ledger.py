@@ -8,6 +8,8 @@ from datetime import date
 
 import duckdb
 
+from salesflow.mart_checks import check_daily_against_raw
+
 DAILY_RUNS_DDL = """
     CREATE TABLE IF NOT EXISTS ops.daily_runs (
         run_id VARCHAR, range_start DATE, range_end DATE, started_at TIMESTAMP,
@@ -50,14 +52,18 @@ def open_start(con: duckdb.DuckDBPyConnection, as_of: date) -> date | None:
                        "AND range_end <= ?", [as_of]).fetchone()[0]
 
 
-def first_day_without_marts(con: duckdb.DuckDBPyConnection, first: date, as_of: date) -> date | None:
-    """The earliest day from ``first`` to ``as_of`` missing from marts.daily_sales (every calendar
-    day has a row) or from marts.kpis (every as-of day has its windows)."""
-    if not (_has_table(con, "marts", "daily_sales") and _has_table(con, "marts", "kpis")):
+def first_stale_day(con: duckdb.DuckDBPyConnection, first: date, as_of: date) -> date | None:
+    """The earliest day from ``first`` to ``as_of`` whose marts are missing or older than its raw
+    data: no marts.kpis windows, or marts.daily_sales (a row for every calendar day) missing or
+    disagreeing with raw.sales and raw.sale_items."""
+    tables = [("marts", "daily_sales"), ("marts", "kpis"), ("raw", "sales"), ("raw", "sale_items")]
+    if not all(_has_table(con, *t) for t in tables):
         return first
-    return con.execute(
+    stale = check_daily_against_raw(con, first, as_of)
+    no_kpis = con.execute(
         """SELECT min(d.day)::DATE FROM range(?::TIMESTAMP, ?::TIMESTAMP + INTERVAL 1 DAY,
                                               INTERVAL 1 DAY) d(day)
-           WHERE NOT EXISTS (SELECT 1 FROM marts.daily_sales s WHERE s.sale_date = d.day::DATE)
-              OR NOT EXISTS (SELECT 1 FROM marts.kpis k WHERE k.as_of = d.day::DATE)""",
+           WHERE NOT EXISTS (SELECT 1 FROM marts.kpis k WHERE k.as_of = d.day::DATE)""",
         [first, as_of]).fetchone()[0]
+    days = [date.fromisoformat(stale[0]["day"])] if stale else []
+    return min(days + ([no_kpis] if no_kpis else []), default=None)

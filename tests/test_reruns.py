@@ -260,8 +260,27 @@ def test_a_warehouse_without_the_ledger_is_completed_from_its_missing_marts(tmp_
     result = materialize(cores["full"], warehouse, FULL_AS_OF)
     assert result.success, result.summary()
     assert not differences(dump(warehouse), references["full"])
-    assert result.start == SHOP_START and f"marts missing from {SHOP_START}" in result.summary()
+    assert result.start == SHOP_START and f"marts missing or older than raw data from {SHOP_START}" in result.summary()
 
+
+
+def test_the_next_run_starts_at_the_first_day_whose_marts_are_missing_or_stale(tmp_path, references):
+    """Raw data written after the marts (a merge, an import) or marts lost: the runner's plan
+    goes back to the first such day; a complete warehouse runs the asked day only."""
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copy(references["full_load"], warehouse)
+    assert runner.plan_start(warehouse, SHOP_START, FULL_AS_OF) == (FULL_AS_OF, [])
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE raw.sale_items SET quantity = quantity + 1 WHERE sale_id = "
+                "(SELECT min(sale_id) FROM raw.sales WHERE sale_date = DATE '2025-01-05')")
+    con.close()
+    assert runner.plan_start(warehouse, SHOP_START, FULL_AS_OF) == (
+        date(2025, 1, 5), ["marts missing or older than raw data from 2025-01-05"])
+    con = duckdb.connect(str(warehouse))
+    con.execute("DELETE FROM marts.kpis WHERE as_of = DATE '2025-01-03'")
+    con.close()
+    assert runner.plan_start(warehouse, SHOP_START, FULL_AS_OF)[0] == date(2025, 1, 3)
+    assert runner.plan_start(warehouse, SHOP_START, FULL_AS_OF, since=date(2025, 1, 2))[0] == date(2025, 1, 2)
 
 def test_ledger_keeps_a_range_open_until_a_run_covering_it_succeeds(tmp_path):
     from salesflow import run_ledger
