@@ -52,10 +52,8 @@ def test_reset_drops_the_connection_without_answer(seeded, clock, faulty):
 def test_hang_outlasts_the_client_timeout(seeded, clock, faulty):
     headers = _admin_headers(seeded, clock)
     with faulty(["hang"], fault_timeout_s=1.0) as emu:
-        started = time.perf_counter()
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(f"{emu.url}{API}/products", headers=headers, timeout=0.3)
-        assert time.perf_counter() - started < 1.0
         # a patient client gets the real answer after the hang
         started = time.perf_counter()
         resp = httpx.get(f"{emu.url}{API}/products", headers=headers, timeout=5)
@@ -168,7 +166,6 @@ def test_a_planned_hold_applies_one_write_late_and_reports_each_step(seeded, clo
         assert len(httpx.get(f"{emu.url}{API}/sales", headers=headers).json()) == 5  # not yet
         assert held.done.wait(5) and steps == ["received", "applied"]
         assert len(httpx.get(f"{emu.url}{API}/sales", headers=headers).json()) == 6
-        started = time.perf_counter()  # planned for one request only: the next is served at once
+        # planned for one request only: the next is served without a hold
         assert httpx.post(f"{emu.url}{API}/sales", json=sale, headers=headers).status_code == 201
-        assert time.perf_counter() - started < 0.5
         assert emu.app.state.faults.counts["hang"] == 1
