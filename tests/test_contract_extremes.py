@@ -103,7 +103,7 @@ def shops(draw):
 
 
 def extreme_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The probe's shop: stock of 1e9 and 2^31-1, the largest threshold, quantity and price."""
+    """A shop at the limits: stock of 1e9 and 2^31-1, the largest threshold, quantity and price."""
     products = pd.DataFrame({
         "sku": ["<b>BIG'\u202e", "MAX\"</b>", "\u200fZERO"],
         "name": [fit("<b>Ω" + "中文字" * 40, 100), fit("\u202eعربي '\"" * 13, 100), fit("éß<b>" * 30, 100)],

@@ -104,7 +104,7 @@ def _crash_on(monkeypatch, name: str, when) -> dict:
     return state
 
 
-# -- the probe's repro: a write applied after the client's timeout -------------------------
+# -- a slow core: a write applied after the client's timeout -------------------------
 def test_a_bulk_sale_applied_after_the_client_gave_up_is_found_not_sent_again(env):
     products = _stocked(env, 3)
     before_id = _max_sale_id(env)

@@ -350,7 +350,7 @@ def test_formula_prefixes_in_every_text_column_of_every_kind():
     assert reasons(v) == [(2, "vendor", FORMULA.format("-"))]
 
 
-def test_the_probes_products_file_is_refused_before_anything_is_sent():
+def test_a_products_file_with_a_path_unsafe_sku_is_refused_before_anything_is_sent():
     v = check([["sku", "name", "price"], ["IMP-1", "One", "1"], ["IMP-2", "Two", "2"],
                ["IMP'3;", "Three", "3"]], name="products.csv")
     assert len(v.issues) == 1 and (v.issues[0].row, v.issues[0].column) == (4, "sku")
