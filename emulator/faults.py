@@ -36,9 +36,6 @@ FAULT_KINDS = ("http_500", "http_502", "http_503", "reset", "hang", "truncate")
 HTTP_FAULTS = {"http_500": 500, "http_502": 502, "http_503": 503}
 
 
-WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-
-
 @dataclass
 class PlannedFault:
     """A scripted fault for ``times`` requests matching ``method`` and ``path`` (the path under

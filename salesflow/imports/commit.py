@@ -168,9 +168,13 @@ def put_json(client: CoreClient, path: str, body: Any) -> Any:
     return orjson.loads(resp.content) if resp.content else None
 
 
+def _product_path(sku: str) -> str:
+    return f"/products/by-sku/{quote(sku, safe='')}"
+
+
 def get_product(client: CoreClient, sku: str) -> dict | None:
     try:
-        return client.get_json(f"/products/by-sku/{quote(sku, safe='')}")
+        return client.get_json(_product_path(sku))
     except CoreApiError as exc:
         if exc.status == 404:
             return None
@@ -339,7 +343,7 @@ def _product_body(rec: dict, current: dict | None) -> dict:
 
 def _apply_product(job: CommitJob, no: int, detail: dict, rec: dict) -> tuple[str, dict]:
     client, row, sku = job.client, rec["_row"], rec["sku"]
-    path = f"/products/by-sku/{quote(sku, safe='')}"
+    path = _product_path(sku)
     for _ in range(WRITE_ATTEMPTS):
         current = _read_product(client, row, sku)
         body = _product_body(rec, current)
@@ -412,7 +416,7 @@ def _count_row(job: CommitJob, no: int, detail: dict, row: int, sku: str, before
     """Set one count: only while the stock is still ``before`` when an earlier write of it is
     in doubt; anything else is flagged for a manual check."""
     client = job.client
-    path = f"/products/by-sku/{quote(sku, safe='')}"
+    path = _product_path(sku)
     for _ in range(WRITE_ATTEMPTS):
         if current is None:
             raise CommitRefused(f"row {row}: sku {sku!r} is no longer in the core", [row])
