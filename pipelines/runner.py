@@ -177,7 +177,7 @@ def run_daily(
     try:
         notes = free_dead_runs(instance)
         start, why = plan_start(warehouse_path, first, as_of, since=since, full=full)
-        run_id, failures = _run_range(instance, resources, warehouse_path, start, as_of,
+        run_id, failures = _run_range(instance, resources, warehouse_path, first, start, as_of,
                                       log_level=log_level, reports=reports)
     finally:
         if own_instance:
@@ -187,12 +187,12 @@ def run_daily(
     return RunSummary(not failures, run_id, start, as_of, warehouse_path, tables, failures, notes + why)
 
 
-def _run_range(instance: dg.DagsterInstance, resources: dict, warehouse_path: Path, start: date,
-               as_of: date, *, log_level: str, reports: bool) -> tuple[str, list[str]]:
+def _run_range(instance: dg.DagsterInstance, resources: dict, warehouse_path: Path, first: date,
+               start: date, as_of: date, *, log_level: str, reports: bool) -> tuple[str, list[str]]:
     """The daily job over ``start..as_of`` as one run, then the periodic reports; the range is
     in the ledger before anything is written (a kill leaves it open) and closed on success."""
     from pipelines.definitions import defs
-    from pipelines.partitions import SHOP, monthly_partitions, weekly_partitions
+    from pipelines.partitions import monthly_partitions, weekly_partitions
 
     run_id = make_new_run_id()
     with connect(warehouse_path) as con:
@@ -210,26 +210,27 @@ def _run_range(instance: dg.DagsterInstance, resources: dict, warehouse_path: Pa
         partition = {"tags": {**common["tags"], ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                               ASSET_PARTITION_RANGE_END_TAG: as_of.isoformat()}}
     result = defs.resolve_job_def("daily_job").execute_in_process(run_id=run_id, **{**common, **partition})
-    failures = _failures(result) or ([] if result.success else ["the run failed (see its events)"])
+    failures = _failures(result, "the run failed (see its events)")
     if result.success and reports:
-        first = date.fromisoformat(SHOP.partitions_start)
         for job_name, partitions in (("weekly_report_job", weekly_partitions),
                                      ("monthly_report_job", monthly_partitions)):
             key = _latest_complete(partitions, as_of, first)
             if key is not None:
                 report_run = defs.resolve_job_def(job_name).execute_in_process(partition_key=key, **common)
-                failures += _failures(report_run) or ([] if report_run.success else [f"{job_name} failed"])
+                failures += _failures(report_run, f"{job_name} failed")
     with connect(warehouse_path) as con:
         run_ledger.finish(con, run_id, not failures)
     return run_id, failures
 
 
-def _failures(result) -> list[str]:
-    return [
+def _failures(result, failed: str) -> list[str]:
+    """The run's step failures, or ``failed`` alone when it failed without one."""
+    steps = [
         f"{ev.step_key}: {ev.event_specific_data.error.message.strip().splitlines()[0]}"
         for ev in result.all_events
         if ev.is_step_failure and ev.event_specific_data and ev.event_specific_data.error
     ]
+    return steps or ([] if result.success else [failed])
 
 
 def _latest_complete(partitions: dg.TimeWindowPartitionsDefinition, as_of: date, start: date) -> str | None:

@@ -9,6 +9,7 @@ from datetime import date
 import duckdb
 
 from salesflow.mart_checks import check_daily_against_raw
+from salesflow.warehouse import has_table
 
 DAILY_RUNS_DDL = """
     CREATE TABLE IF NOT EXISTS ops.daily_runs (
@@ -18,11 +19,6 @@ DAILY_RUNS_DDL = """
 # running: started, not ended (a kill leaves it so); failed: ended with a failure;
 # succeeded; covered: completed later by a run whose range contains it
 OPEN = "('running', 'failed')"
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, table]).fetchone()[0])
 
 
 def begin(con: duckdb.DuckDBPyConnection, run_id: str, start: date, end: date) -> None:
@@ -46,7 +42,7 @@ def finish(con: duckdb.DuckDBPyConnection, run_id: str, success: bool) -> None:
 
 def open_start(con: duckdb.DuckDBPyConnection, as_of: date) -> date | None:
     """The first day of the ranges started and never completed, among those ending by ``as_of``."""
-    if not _has_table(con, "ops", "daily_runs"):
+    if not has_table(con, "ops", "daily_runs"):
         return None
     return con.execute(f"SELECT min(range_start) FROM ops.daily_runs WHERE status IN {OPEN} "
                        "AND range_end <= ?", [as_of]).fetchone()[0]
@@ -57,7 +53,7 @@ def first_stale_day(con: duckdb.DuckDBPyConnection, first: date, as_of: date) ->
     data: no marts.kpis windows, or marts.daily_sales (a row for every calendar day) missing or
     disagreeing with raw.sales and raw.sale_items."""
     tables = [("marts", "daily_sales"), ("marts", "kpis"), ("raw", "sales"), ("raw", "sale_items")]
-    if not all(_has_table(con, *t) for t in tables):
+    if not all(has_table(con, *t) for t in tables):
         return first
     stale = check_daily_against_raw(con, first, as_of)
     no_kpis = con.execute(

@@ -176,6 +176,13 @@ def connect(path: str | Path, *, read_only: bool = False,
         con.close()
 
 
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists in the open warehouse."""
+    return con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?", [schema, table]).fetchone()[0] > 0
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     rows = con.execute(
         "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
