@@ -37,7 +37,7 @@ import logging
 from time import sleep
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import quote
@@ -201,21 +201,17 @@ def _refusal(exc: CoreApiError) -> bool:
     return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 408, 429)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(tz=timezone.utc).replace(tzinfo=None)
-
-
 def _settled(client: CoreClient, sent_at: datetime | None, seen: Callable[[], bool]) -> bool:
     """Whether a write sent at ``sent_at`` without an answer shows its effect: ``seen`` is
     polled until it holds or the settle window after sending has passed (one look when the
     sending time is unknown)."""
     window = float(getattr(client, "write_settle_s", 180.0))
-    deadline = sent_at + timedelta(seconds=window) if sent_at else _utcnow()
+    deadline = sent_at + timedelta(seconds=window) if sent_at else J.utcnow_exact()
     poll = max(0.05, min(2.0, window / 20))
     while True:
         if seen():
             return True
-        left = (deadline - _utcnow()).total_seconds()
+        left = (deadline - J.utcnow_exact()).total_seconds()
         if left <= 0:
             return False
         sleep(min(poll, left))

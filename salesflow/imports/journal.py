@@ -32,6 +32,11 @@ def utcnow() -> datetime:
     return datetime.now(tz=timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
+def utcnow_exact() -> datetime:
+    """UTC now to the microsecond: the clock of ``sent_at`` and of the settle window after it."""
+    return datetime.now(tz=timezone.utc).replace(tzinfo=None)
+
+
 @dataclass
 class Batch:
     batch_no: int
@@ -162,7 +167,7 @@ def update_batch(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int,
 def mark_sent(con: duckdb.DuckDBPyConnection, sha256: str, batch_no: int,
               detail: dict[str, Any]) -> dict[str, Any]:
     """Record, just before a write leaves, that its outcome is unknown from now on; the detail."""
-    sent_at = datetime.now(tz=timezone.utc).replace(tzinfo=None).isoformat()
+    sent_at = utcnow_exact().isoformat()
     return update_batch(con, sha256, batch_no, {**detail, "state": "sent", "sent_at": sent_at})
 
 
