@@ -29,6 +29,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
 
+from salesflow.formula_cells import is_formula_like
 from salesflow.imports.reading import Grid, column_letter
 from salesflow.imports.validation import Issue
 
@@ -44,7 +45,6 @@ AUTHOR = "SalesFlow import"
 
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PLAIN_NUMBER = re.compile(r"^[+-]?\d[\d\s.,]*$")
-_RISKY_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: Any) -> Any:
@@ -55,7 +55,7 @@ def neutralise(value: Any) -> Any:
         text = _ILLEGAL.sub("\ufffd", value)
         if len(text) > MAX_CELL_CHARS:
             text = text[:MAX_CELL_CHARS] + f"... [{len(value):,} characters, cut]"
-        if text.startswith(_RISKY_START) and not _PLAIN_NUMBER.match(text):
+        if is_formula_like(text) and not _PLAIN_NUMBER.match(text):
             text = "'" + text
         return text
     if isinstance(value, bool) or isinstance(value, (int, float, Decimal, datetime, date, time, timedelta)):
