@@ -95,6 +95,7 @@ bands fix.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass, field, replace
@@ -113,6 +114,7 @@ BACKTEST_COLUMNS = [
     "as_of", "series_id", "model", "mase", "rmsse", "smape", "coverage_80", "coverage_95", "chosen",
     "reason",
 ]
+SELECTION_COLUMNS = ["selected_as_of", "series_id", "model", "state"]
 ADI_CUTOFF = 1.32
 
 SMOOTH_MODELS = ("SeasonalNaive", "ETS")
@@ -462,9 +464,9 @@ def _frame(groups: dict[str, np.ndarray], starts: dict[str, pd.Timestamp], uids:
     return pd.concat(parts, ignore_index=True)
 
 
-def _adjust(name: str, f: np.ndarray, dow: np.ndarray, prof: _Profile) -> np.ndarray:
+def _adjust(name: str, f: np.ndarray, dow: np.ndarray, weekday: np.ndarray) -> np.ndarray:
     f = np.clip(np.where(np.isfinite(f), f, np.nan), 0.0, None)
-    return f * prof.weekday[dow] if name in FLAT_MODELS else f
+    return f * weekday[dow] if name in FLAT_MODELS else f
 
 
 def _backtests(groups, starts, profiles: dict[str, _Profile], cfg: ForecastConfig):
@@ -495,7 +497,8 @@ def _backtests(groups, starts, profiles: dict[str, _Profile], cfg: ForecastConfi
         for name in names:
             f = cv[name].to_numpy(float).reshape(-1, windows, h)
             for i, uid in enumerate(uid_order):
-                out.setdefault(uid, {})[name] = (y[i], _adjust(name, f[i], dow[i], profiles[uid]))
+                out.setdefault(uid, {})[name] = (y[i], _adjust(name, f[i], dow[i],
+                                                                  profiles[uid].weekday))
     for uid, prof in profiles.items():
         if "Ensemble" in prof.tested:
             runs = out[uid]
@@ -640,8 +643,8 @@ def _score(y: np.ndarray, f: np.ndarray, prof: _Profile, cfg: ForecastConfig) ->
 
 # --------------------------------------------------------------------------- forecast
 
-def _fit_predict(groups, starts, needs: dict[str, list[str]], profiles, cfg: ForecastConfig,
-                 dow: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+def _fit_predict(groups, starts, needs: dict[str, list[str]], weekday: dict[str, np.ndarray],
+                 cfg: ForecastConfig, dow: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
     from statsforecast import StatsForecast
 
     out = {}
@@ -659,7 +662,7 @@ def _fit_predict(groups, starts, needs: dict[str, list[str]], profiles, cfg: For
         fc = fc.sort_values(["unique_id", "ds"], kind="stable")
         vals = fc[name].to_numpy(float).reshape(-1, h)
         for uid, v in zip(fc["unique_id"].to_numpy()[::h], vals):
-            v = _adjust(name, v, dow, profiles[uid])
+            v = _adjust(name, v, dow, weekday[uid])
             out[(uid, name)] = np.where(np.isfinite(v), v, 0.0)
     return out
 
@@ -684,6 +687,134 @@ def _fallback_errors(y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ys, float), np.asarray(fs, float)
 
 
+def _config(config: ForecastConfig | None, horizon: int, n_jobs: int | None) -> ForecastConfig:
+    cfg = replace(config or ForecastConfig(), horizon=int(horizon))
+    if n_jobs is not None:
+        cfg = replace(cfg, n_jobs=int(n_jobs))
+    if cfg.horizon < 1:
+        raise ValueError("horizon must be at least 1")
+    return cfg
+
+
+def _state(prof: _Profile, name: str, q: dict) -> str:
+    """What ``predict`` needs of a series besides its history, as JSON."""
+    return json.dumps({
+        "name": name, "label": _label(name, prof), "kind": prof.kind,
+        "members": list(prof.members if name == "Ensemble" else (name,)),
+        "count": bool(prof.count), "floor": float(prof.floor),
+        "weekday": [float(v) for v in prof.weekday],
+        "q": {"80": list(q[80]), "95": list(q[95]), "50": float(q[50]),
+              "count": bool(q.get("count")), "round": bool(q.get("round"))},
+    }, allow_nan=True)
+
+
+def _load_state(text: str) -> dict:
+    st = json.loads(text)
+    q = st["q"]
+    st["q"] = {80: tuple(q["80"]), 95: tuple(q["95"]), 50: q["50"], "count": q["count"],
+               "round": q["round"]}
+    st["weekday"] = np.asarray(st["weekday"], float)
+    return st
+
+
+def select(
+    series: pd.DataFrame,
+    as_of: object,
+    horizon: int = 28,
+    *,
+    config: ForecastConfig | None = None,
+    n_jobs: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Backtest the candidates of every series of ``series`` (``unique_id, ds, y``) up to
+    ``as_of`` and choose one: ``(selection, backtest_df)``. ``selection`` has one row per series
+    (``SELECTION_COLUMNS``): the chosen model's label and ``state``, a JSON string with what
+    ``predict`` needs besides the history (the model or ensemble members, the series kind, the
+    conformal quantiles of its bands, the count flag, the scale floor and the weekday profile).
+    ``backtest_df`` has the ``ml.forecast_backtest`` columns."""
+    cfg = _config(config, horizon, n_jobs)
+    end = _as_timestamp(as_of)
+    as_of_date = end.date()
+    groups, starts = _split(series, end)
+    if not groups:
+        return pd.DataFrame(columns=SELECTION_COLUMNS), pd.DataFrame(columns=BACKTEST_COLUMNS)
+    profiles = _profiles(groups, starts, cfg)
+    tests = _backtests(groups, starts, profiles, cfg)
+
+    sel = []
+    rows = []
+    for uid in sorted(groups):
+        prof = profiles[uid]
+        if prof.kind == "short":
+            name, q, row = _short_choice(as_of_date, groups[uid], prof, cfg)
+            rows.append(row)
+            sel.append((as_of_date, uid, name, _state(prof, name, q)))
+            continue
+        runs = tests[uid]
+        scores = {nm: _score(*runs[nm], prof, cfg) for nm in prof.tested}
+        best = min(prof.candidates, key=lambda nm: (round(scores[nm].key(cfg.select_on), 9),
+                                                     SIMPLICITY.index(nm)))
+        y_b, f_b = runs[best]
+        nf_b = _norm(f_b, cfg.scale_mode, prof.floor)
+        q = _quantiles(y_b, f_b, nf_b, prof.count)
+        if prof.unstable:
+            last = _quantiles(y_b[-1], f_b[-1], nf_b[-1], prof.count)
+            for level in LEVELS:
+                q[level] = (min(q[level][0], last[level][0]), max(q[level][1], last[level][1]))
+        sel.append((as_of_date, uid, _label(best, prof), _state(prof, best, q)))
+        reason = _reason(prof, best, scores)
+        for nm in prof.tested:
+            s = scores[nm]
+            rows.append((as_of_date, uid, _label(nm, prof), _num(s.mase), _num(s.rmsse),
+                         _num(s.smape), s.cov80, s.cov95, nm == best,
+                         reason if nm == best else _other_reason(nm, best, scores, prof)))
+    return (pd.DataFrame(sel, columns=SELECTION_COLUMNS),
+            pd.DataFrame(rows, columns=BACKTEST_COLUMNS))
+
+
+def predict(
+    series: pd.DataFrame,
+    as_of: object,
+    selection: pd.DataFrame,
+    horizon: int = 28,
+    *,
+    config: ForecastConfig | None = None,
+    n_jobs: int | None = None,
+) -> pd.DataFrame:
+    """Forecast the ``horizon`` days after ``as_of`` with the models ``selection`` (from
+    ``select``, possibly on an earlier day) chose: each is refitted on the history up to
+    ``as_of``, without a backtest, and keeps the bands' quantiles of its selection. Series
+    without a selection row are left out. Returns the ``ml.sales_forecast`` columns."""
+    cfg = _config(config, horizon, n_jobs)
+    end = _as_timestamp(as_of)
+    as_of_date = end.date()
+    groups, starts = _split(series, end)
+    states = {str(r.series_id): _load_state(r.state) for r in selection.itertuples(index=False)
+              if str(r.series_id) in groups}
+    if not states:
+        return pd.DataFrame(columns=FORECAST_COLUMNS)
+    groups = {uid: groups[uid] for uid in states}
+    needs: dict[str, list[str]] = {}
+    for uid in sorted(states):
+        for member in states[uid]["members"]:
+            needs.setdefault(member, []).append(uid)
+    days = pd.date_range(end + pd.Timedelta(days=1), periods=cfg.horizon, freq="D")
+    dow = days.dayofweek.to_numpy()
+    weekday = {uid: st["weekday"] for uid, st in states.items()}
+    paths = _fit_predict(groups, starts, needs, weekday, cfg, dow)
+
+    out = []
+    day_list = [d.date() for d in days]
+    for uid in sorted(states):
+        st = states[uid]
+        f = np.mean([paths[(uid, m)] for m in st["members"]], axis=0)
+        nf = _norm(f, cfg.scale_mode, st["floor"])
+        out.append(pd.DataFrame({
+            "as_of": as_of_date, "series_id": uid, "ds": day_list, "yhat": f,
+            **_bands(f, nf, st["q"]), "model": st["label"],
+        }))
+    return pd.concat(out, ignore_index=True)[FORECAST_COLUMNS]
+
+
 def forecast(
     series: pd.DataFrame,
     as_of: object,
@@ -694,75 +825,16 @@ def forecast(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Forecast every series of ``series`` (``unique_id, ds, y``) for the ``horizon`` days after
     ``as_of``; returns ``(forecast_df, backtest_df)`` with the ``ml.sales_forecast`` and
-    ``ml.forecast_backtest`` columns (``as_of`` and ``ds`` as ``datetime.date``).
+    ``ml.forecast_backtest`` columns (``as_of`` and ``ds`` as ``datetime.date``): ``select``
+    then ``predict`` on the same day.
 
     Only history up to ``as_of`` (inclusive) is used; days missing inside a series count as
     zero. Deterministic: the same input gives the same output.
     """
-    cfg = replace(config or ForecastConfig(), horizon=int(horizon))
-    if n_jobs is not None:
-        cfg = replace(cfg, n_jobs=int(n_jobs))
-    if cfg.horizon < 1:
-        raise ValueError("horizon must be at least 1")
-    end = _as_timestamp(as_of)
-    as_of_date = end.date()
-    groups, starts = _split(series, end)
-    if not groups:
-        return pd.DataFrame(columns=FORECAST_COLUMNS), pd.DataFrame(columns=BACKTEST_COLUMNS)
-    profiles = _profiles(groups, starts, cfg)
-    tests = _backtests(groups, starts, profiles, cfg)
-
-    chosen: dict[str, str] = {}
-    quant: dict[str, dict] = {}
-    rows = []
-    for uid in sorted(groups):
-        prof = profiles[uid]
-        if prof.kind == "short":
-            name, q, row = _short_choice(as_of_date, groups[uid], prof, cfg)
-            chosen[uid], quant[uid] = name, q
-            rows.append(row)
-            continue
-        runs = tests[uid]
-        scores = {nm: _score(*runs[nm], prof, cfg) for nm in prof.tested}
-        best = min(prof.candidates, key=lambda nm: (round(scores[nm].key(cfg.select_on), 9),
-                                                     SIMPLICITY.index(nm)))
-        chosen[uid] = best
-        y_b, f_b = runs[best]
-        nf_b = _norm(f_b, cfg.scale_mode, prof.floor)
-        q = _quantiles(y_b, f_b, nf_b, prof.count)
-        if prof.unstable:
-            last = _quantiles(y_b[-1], f_b[-1], nf_b[-1], prof.count)
-            for level in LEVELS:
-                q[level] = (min(q[level][0], last[level][0]), max(q[level][1], last[level][1]))
-        quant[uid] = q
-        reason = _reason(prof, best, scores)
-        for nm in prof.tested:
-            s = scores[nm]
-            rows.append((as_of_date, uid, _label(nm, prof), _num(s.mase), _num(s.rmsse),
-                         _num(s.smape), s.cov80, s.cov95, nm == best,
-                         reason if nm == best else _other_reason(nm, best, scores, prof)))
-
-    needs: dict[str, list[str]] = {}
-    for uid, name in chosen.items():
-        for member in (profiles[uid].members if name == "Ensemble" else (name,)):
-            needs.setdefault(member, []).append(uid)
-    days = pd.date_range(end + pd.Timedelta(days=1), periods=cfg.horizon, freq="D")
-    dow = days.dayofweek.to_numpy()
-    paths = _fit_predict(groups, starts, needs, profiles, cfg, dow)
-
-    out = []
-    day_list = [d.date() for d in days]
-    for uid in sorted(groups):
-        prof, name = profiles[uid], chosen[uid]
-        members = prof.members if name == "Ensemble" else (name,)
-        f = np.mean([paths[(uid, m)] for m in members], axis=0)
-        nf = _norm(f, cfg.scale_mode, prof.floor)
-        out.append(pd.DataFrame({
-            "as_of": as_of_date, "series_id": uid, "ds": day_list, "yhat": f,
-            **_bands(f, nf, quant[uid]), "model": _label(name, prof),
-        }))
-    fc = pd.concat(out, ignore_index=True)[FORECAST_COLUMNS]
-    bt = pd.DataFrame(rows, columns=BACKTEST_COLUMNS)
+    selection, bt = select(series, as_of, horizon, config=config, n_jobs=n_jobs)
+    if not len(selection):
+        return pd.DataFrame(columns=FORECAST_COLUMNS), bt
+    fc = predict(series, as_of, selection, horizon, config=config, n_jobs=n_jobs)
     return fc, bt
 
 

@@ -309,3 +309,44 @@ def test_detail_needs_the_order_counts():
     with pytest.raises(ValueError, match="orders"):
         build_series(daily, product_daily, AS_OF, detail=True)
     assert len(build_series(daily, product_daily, AS_OF, min_history=1, min_sale_days=1)) == 2
+
+
+# -- selection and prediction on separate days -----------------------------------------------
+def test_predict_from_a_stored_selection_equals_forecast_and_refits_on_later_days(panel, result,
+                                                                                  monkeypatch):
+    import json
+
+    import salesflow.forecast as forecast_module
+    from salesflow.forecast import SELECTION_COLUMNS, predict, select
+
+    fc, bt = result
+    selection, bt_sel = select(panel, AS_OF, 28)
+    assert list(selection.columns) == SELECTION_COLUMNS
+    assert selection["series_id"].is_unique and set(selection["series_id"]) == set(fc["series_id"])
+    pd.testing.assert_frame_equal(bt_sel, bt)
+    # the same day: exactly the forecast
+    pd.testing.assert_frame_equal(predict(panel, AS_OF, selection, 28), fc)
+
+    # three days later, the weekly series sells three times as much: the stored choice is
+    # refitted on the new days, without a backtest
+    later = AS_OF + timedelta(days=3)
+    new_days = _weekly("WEEKLY-1", 3, 90.0, 12).assign(ds=_days(3, later))
+    grown = pd.concat([panel, new_days], ignore_index=True)
+
+    def no_backtest(*args, **kwargs):
+        raise AssertionError("predict must not backtest")
+
+    monkeypatch.setattr(forecast_module, "_backtests", no_backtest)
+    fc3 = predict(grown, later, selection[selection["series_id"] != "LONG-1"], 28)
+    assert set(fc3["series_id"]) == set(fc["series_id"]) - {"LONG-1"}  # no selection row, no rows
+    assert fc3["ds"].min() == later + timedelta(days=1) and (fc3["as_of"] == later).all()
+    # each series keeps its selected model
+    chosen = selection.set_index("series_id")["model"]
+    used = fc3.groupby("series_id")["model"].first()
+    assert (used == chosen.loc[used.index]).all()
+    state = json.loads(selection.set_index("series_id").loc["WEEKLY-1", "state"])
+    assert state["members"] and "q" in state
+    # the new days are in the fit: the level moved up from the day-D forecast
+    before = fc[fc["series_id"] == "WEEKLY-1"]["yhat"].mean()
+    after = fc3[fc3["series_id"] == "WEEKLY-1"]["yhat"].mean()
+    assert after > 1.1 * before
