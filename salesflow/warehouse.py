@@ -52,6 +52,14 @@ ML_DDL = {
             as_of DATE, series_id VARCHAR, ds DATE, observed DOUBLE, expected DOUBLE,
             lower DOUBLE, upper DOUBLE, score DOUBLE, direction VARCHAR, severity VARCHAR,
             kind VARCHAR, note VARCHAR)""",
+    "ml.forecast_selection": """
+        CREATE TABLE IF NOT EXISTS ml.forecast_selection (
+            selected_as_of DATE, series_id VARCHAR, model VARCHAR, state VARCHAR, horizon INTEGER,
+            fingerprint VARCHAR, reason VARCHAR)""",
+    "ml.forecast_coverage": """
+        CREATE TABLE IF NOT EXISTS ml.forecast_coverage (
+            as_of DATE, series_id VARCHAR, status VARCHAR, method VARCHAR, reason VARCHAR,
+            history_days INTEGER, sale_days INTEGER, last_sale DATE)""",
 }
 
 OPS_DDL = {
