@@ -1,6 +1,7 @@
 """Forecasts, their backtest, and anomalies on sales and stock (``ml.*``)."""
 
 import base64
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -12,10 +13,15 @@ from assets.reports import SALES_ANOMALIES, SALES_FORECAST
 from pipelines.automation import FOLLOW_UPSTREAM
 from pipelines.partitions import SHOP, daily_partitions, partition_dates
 from resources import WAREHOUSE_POOL, WarehouseResource
-from salesflow import anomalies, forecast
+from salesflow import anomalies, forecast, forecast_cadence, forecast_fallback
 from salesflow.warehouse import registered, transaction
 
 FORECAST_BACKTEST = dg.AssetKey(["ml", "forecast_backtest"])
+CATALOGUE_SQL = """
+    SELECT p.sku, any_value(i.category) AS category
+    FROM (SELECT DISTINCT sku FROM raw.products WHERE sku IS NOT NULL) p
+    LEFT JOIN (SELECT sku, category FROM raw.inventory WHERE category IS NOT NULL) i USING (sku)
+    GROUP BY p.sku ORDER BY p.sku"""
 
 
 class ForecastRunConfig(dg.Config):
@@ -23,6 +29,10 @@ class ForecastRunConfig(dg.Config):
     n_jobs: int = Field(default=1, description=(
         "Processes for model fitting. More than 1 forks worker processes from the run's "
         "process, which is only safe when no other threads run in it (a run's process has some)"))
+    reselect_every_days: Optional[int] = Field(default=None, description=(
+        "Days a series keeps its chosen model before the backtest chooses again (1: every day); "
+        f"unset: ${forecast_cadence.RESELECT_ENV}, else {forecast_cadence.DEFAULT_RESELECT_DAYS}"))
+    reselect: bool = Field(default=False, description="Choose every series' model again today")
 
 
 class AnomalyRunConfig(dg.Config):
@@ -44,6 +54,16 @@ def _replace(con, table: str, as_of, frame: pd.DataFrame) -> None:
             columns = ", ".join(f'"{c}"' for c in frame.columns)
             with registered(con, _ml_rows=frame):
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
+
+
+def _replace_series(con, table: str, day_column: str, day, frame: pd.DataFrame) -> None:
+    """Replace the rows of ``day`` of the series in ``frame`` only (the other series keep theirs)."""
+    with transaction(con):
+        with registered(con, _ml_rows=frame):
+            con.execute(f"DELETE FROM {table} WHERE {day_column} = ? AND series_id IN "
+                        "(SELECT DISTINCT series_id FROM _ml_rows)", [day])
+            columns = ", ".join(f'"{c}"' for c in frame.columns)
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
 
 
 def _png_md(png: bytes, alt: str) -> str:
@@ -70,32 +90,66 @@ def _png_md(png: bytes, alt: str) -> str:
     pool=WAREHOUSE_POOL,
 )
 def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, warehouse: WarehouseResource):
-    """A range run (a backfill) forecasts from its last day only."""
+    """A range run (a backfill) forecasts from its last day only. A series keeps its chosen model
+    for ``reselect_every_days`` (refitted on each new day); it is chosen again when that has
+    passed, when its history up to the selection day changed (past sales imported or moved),
+    and when it has none yet. Every catalogue sku without a model gets a fallback forecast or
+    a reason in ``ml.forecast_coverage``."""
     _, as_of = partition_dates(context)
+    every = forecast_cadence.reselect_days(config.reselect_every_days)
     with warehouse.get_connection() as con:
         daily, product_daily = _inputs(con, as_of)
         series = forecast.build_series(daily, product_daily, as_of)
         if series.empty:
             raise dg.Failure(f"no sales up to {as_of}: nothing to forecast", allow_retries=False)
-        fc, bt = forecast.forecast(series, as_of, config.horizon_days, n_jobs=config.n_jobs)
-        _replace(con, "ml.sales_forecast", as_of, fc)
-        _replace(con, "ml.forecast_backtest", as_of, bt)
+        stored = con.execute(
+            f"SELECT {', '.join(forecast_cadence.STORED_COLUMNS)} FROM ml.forecast_selection "
+            "WHERE selected_as_of <= ? QUALIFY row_number() OVER "
+            "(PARTITION BY series_id ORDER BY selected_as_of DESC) = 1", [as_of]).df()
+        fc, sel, bt, plan = forecast_cadence.daily_forecast(
+            series, as_of, stored, config.horizon_days, every_days=every, force=config.reselect,
+            n_jobs=config.n_jobs)
+        catalogue = con.execute(CATALOGUE_SQL).df()
+        fallback, coverage = forecast_fallback.fallback_forecast(
+            product_daily, catalogue, fc, as_of, config.horizon_days, daily=daily)
+        rows = pd.concat([f for f in (fc, fallback) if len(f)], ignore_index=True) if len(fallback) else fc
+        _replace(con, "ml.sales_forecast", as_of, rows)
+        _replace(con, "ml.forecast_coverage", as_of, coverage)
+        if len(sel):
+            _replace_series(con, "ml.forecast_selection", "selected_as_of", as_of, sel)
+            _replace_series(con, "ml.forecast_backtest", "as_of", as_of, bt)
+        # the backtest of each series' selection in use (made today or on an earlier day)
+        used = pd.concat([f for f in (plan.reuse, sel) if len(f)], ignore_index=True)[
+            ["selected_as_of", "series_id"]] if len(plan.reuse) or len(sel) else sel
+        used = used.assign(selected_as_of=pd.to_datetime(used["selected_as_of"]).dt.date)
+        with registered(con, _used=used):
+            current_bt = con.execute(
+                "SELECT b.* FROM ml.forecast_backtest b JOIN _used u ON b.series_id = u.series_id "
+                "AND b.as_of = u.selected_as_of ORDER BY b.series_id, b.model").df() if len(used) \
+                else bt
         disordered = con.execute(
             """SELECT series_id, ds FROM ml.sales_forecast WHERE as_of = ? AND NOT (
                    0 <= yhat_lo_95 AND yhat_lo_95 <= yhat_lo_80 AND yhat_lo_80 <= yhat
                    AND yhat <= yhat_hi_80 AND yhat_hi_80 <= yhat_hi_95
                    AND yhat_lo_80 <= yhat_p50 AND yhat_p50 <= yhat_hi_80) LIMIT 10""", [as_of]).fetchall()
-    chart = forecast.forecast_chart_png(series, fc, forecast.TOTAL, title=f"TOTAL revenue ({SHOP.currency})")
-    chosen = bt[bt["chosen"]] if "chosen" in bt else bt
+    selection = plan.summary()
+    context.log.info(f"forecast selection on {as_of}: re-selected {selection['reselected']} series "
+                     f"({selection['why'] or 'none'}), reused {selection['reused']}")
+    chart = forecast.forecast_chart_png(series, rows, forecast.TOTAL, title=f"TOTAL revenue ({SHOP.currency})")
     yield dg.MaterializeResult(asset_key=SALES_FORECAST, metadata={
-        "as_of": str(as_of), "dagster/row_count": len(fc), "series": int(fc["series_id"].nunique()),
+        "as_of": str(as_of), "dagster/row_count": len(rows), "series": int(rows["series_id"].nunique()),
         "horizon_days": config.horizon_days,
-        "models": dg.MetadataValue.json(chosen["model"].value_counts().to_dict() if len(chosen) else {}),
+        "models": dg.MetadataValue.json(rows.drop_duplicates("series_id")["model"].value_counts().to_dict()
+                                        if len(rows) else {}),
+        "coverage": dg.MetadataValue.json(forecast_fallback.coverage_summary(coverage)),
+        "selection": dg.MetadataValue.json(selection),
         "chart": dg.MetadataValue.md(_png_md(chart, "TOTAL: actuals and forecast band")),
     })
+    made = sorted({str(d) for d in pd.to_datetime(current_bt["as_of"]).dt.date}) if len(current_bt) else []
     yield dg.MaterializeResult(asset_key=FORECAST_BACKTEST, metadata={
-        "as_of": str(as_of), "dagster/row_count": len(bt),
-        "summary": dg.MetadataValue.md(forecast.backtest_summary_markdown(bt)),
+        "as_of": str(as_of), "dagster/row_count": len(current_bt), "rows_written_today": len(bt),
+        "selections_made_on": dg.MetadataValue.json(made),
+        "summary": dg.MetadataValue.md(forecast.backtest_summary_markdown(current_bt)),
         "chart": dg.MetadataValue.md(_png_md(chart, "TOTAL: actuals and forecast band")),
     })
     yield dg.AssetCheckResult(check_name="bands_are_ordered", asset_key=SALES_FORECAST, passed=not disordered,
