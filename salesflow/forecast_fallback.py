@@ -22,10 +22,14 @@ so that stock planning never silently misses a product:
 
 Bands are whole units and honestly wide: the daily number of selling days is Poisson with a rate
 that is itself uncertain, Gamma distributed (a sku's own: Jeffreys' ``Gamma(0.5 + selling days,
-exposure days)``; a category's: fitted by moments to the spread of its skus' rates), so the
-count of selling days is negative binomial (Poisson-gamma); units are selling days times the
-units per selling day, the lower bounds rounded down and the upper ones up. ``yhat`` is the
-predictive mean, ``yhat_p50`` the predictive median.
+exposure days)``; a category's: fitted by moments to the spread of its skus' rates), and each
+selling day sells the sku's (the category's) mean units per selling day. A day's units are then
+negative binomial with that mean and variance (moment-matched: ``mean * units per selling day +
+mean² / Gamma shape``; exactly Poisson-gamma for one unit a sale). Each band holds its level of
+that predictive distribution as a whole: the lower bound is the lower tail's quantile, the upper
+one the smallest count bringing the mass between them to the level (equal tails would over-cover
+a count: a lower bound of 0 holds every zero day). ``yhat`` is the predictive mean, ``yhat_p50``
+its median.
 
 Plain Python (pandas, numpy, scipy): no Dagster.
 """
@@ -63,12 +67,15 @@ class FallbackConfig:
 
 @dataclass
 class _Rate:
-    """Gamma(shape, rate) belief about selling days per day, units per selling day, weekday shape."""
+    """Belief about a sku's daily units: their mean (on an average weekday), the Gamma shape of
+    the rate's uncertainty (its squared coefficient of variation is ``1 / shape``), units per
+    selling day, the weekday shape and selling days per day."""
 
     shape: float
-    rate: float
+    mean: float
     size: float
     weekday: np.ndarray
+    events: float
 
 
 def _weekday_shape(units_by_dow: np.ndarray, pooled: np.ndarray, strength: float) -> np.ndarray:
@@ -127,40 +134,64 @@ def _units_by_weekday(product_daily: pd.DataFrame | None, end: pd.Timestamp) -> 
                              fill_value=0.0).reindex(columns=range(7), fill_value=0.0)
 
 
-def _group_rate(rates: np.ndarray, sizes: np.ndarray, weekday: np.ndarray) -> _Rate | None:
-    """A group's belief: the median rate, and a Gamma whose spread is that of the skus' rates
-    (a single sku: the widest usual prior, shape 0.5)."""
-    rates = rates[np.isfinite(rates) & (rates > 0)]
-    if not len(rates):
+def _group_rate(units: np.ndarray, events: np.ndarray, sizes: np.ndarray,
+                weekday: np.ndarray) -> _Rate | None:
+    """A group's belief from its skus' daily units, selling days per day and units per selling
+    day: the medians, and a Gamma whose spread is that of the skus' daily units (a single sku:
+    the widest usual prior, shape 0.5)."""
+    ok = np.isfinite(units) & (units > 0)
+    if not ok.any():
         return None
-    mid = float(np.median(rates))
-    var = float(np.var(rates, ddof=1)) if len(rates) > 1 else 0.0
+    units, events, sizes = units[ok], events[ok], sizes[ok]
+    mid = float(np.median(units))
+    var = float(np.var(units, ddof=1)) if len(units) > 1 else 0.0
     shape = min(max(mid * mid / var, 0.5), 50.0) if var > 0 else 0.5
-    return _Rate(shape, shape / mid, float(np.median(sizes)), weekday)
+    return _Rate(shape, mid, float(np.median(sizes)), weekday, float(np.median(events)))
 
 
-def _quantile_units(rate: _Rate, w: np.ndarray, q: float, how: str) -> np.ndarray:
-    """Daily units at quantile ``q`` for weekday factors ``w`` (whole units; ``how``: floor, ceil
-    or round of selling days x units per selling day)."""
-    out = np.zeros(len(w))
-    open_ = w > 0
-    if open_.any():
-        p = rate.rate / (rate.rate + w[open_])
-        k = nbinom.ppf(q, rate.shape, p)
-        out[open_] = getattr(np, how)(k * rate.size)
-    return out
+def _daily_units(rate: _Rate, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per day: the mean units and the negative binomial ``(n, p)`` with that mean and the
+    variance of selling days that are Poisson with a Gamma rate, times their units:
+    ``mean * size + mean² / shape`` (moment-matched; exact Poisson-gamma for one unit a sale)."""
+    mean = rate.mean * w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = 1.0 / (max(rate.size - 1.0, 0.0) / mean + 1.0 / rate.shape)
+        p = n / (n + mean)
+    return mean, n, p
+
+
+def _band(n: np.ndarray, p: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The whole-unit band holding ``level`` of the predictive mass as a whole: the lower bound
+    at the lower tail's quantile, the upper one the smallest count bringing the mass between
+    them to ``level`` (equal tails over-cover counts: a lower bound of 0 holds all of the zero
+    days)."""
+    tail = (1.0 - level) / 2.0
+    lo = nbinom.ppf(tail, n, p)
+    below = np.where(lo > 0, nbinom.cdf(lo - 1, n, p), 0.0)
+    hi = nbinom.ppf(np.minimum(level + below, 1.0 - 1e-12), n, p)
+    return lo, hi
 
 
 def _path(rate: _Rate, dow: np.ndarray) -> dict[str, np.ndarray]:
     w = rate.weekday[dow]
-    yhat = rate.shape / rate.rate * w * rate.size
-    lo80, hi80 = _quantile_units(rate, w, 0.10, "floor"), _quantile_units(rate, w, 0.90, "ceil")
-    lo95, hi95 = _quantile_units(rate, w, 0.025, "floor"), _quantile_units(rate, w, 0.975, "ceil")
-    p50 = _quantile_units(rate, w, 0.5, "round")
-    # the mean inside the bands (a band {0} around a mean of 0.1 holds the same counts)
-    lo95 = np.minimum(lo95, yhat)
+    mean, n, p = _daily_units(rate, w)
+    bands = {"yhat_p50": np.zeros(len(w))}
+    for level in (80, 95):
+        bands[f"yhat_lo_{level}"], bands[f"yhat_hi_{level}"] = np.zeros(len(w)), np.zeros(len(w))
+    yhat = np.where(w > 0, mean, 0.0)
+    open_ = (w > 0) & (mean > 0)
+    if open_.any():
+        n, p = n[open_], p[open_]
+        bands["yhat_p50"][open_] = nbinom.ppf(0.5, n, p)
+        for level in (80, 95):
+            lo, hi = _band(n, p, level / 100)
+            bands[f"yhat_lo_{level}"][open_], bands[f"yhat_hi_{level}"][open_] = lo, hi
+    lo80, hi80, lo95, hi95, p50 = (bands[k] for k in ("yhat_lo_80", "yhat_hi_80", "yhat_lo_95",
+                                                      "yhat_hi_95", "yhat_p50"))
+    # nested bands, the mean inside them (a band {0} around a mean of 0.1 holds the same counts)
+    lo95 = np.minimum(np.minimum(lo95, lo80), yhat)
+    hi95 = np.maximum(np.maximum(hi95, hi80), yhat)
     lo80 = np.clip(np.minimum(lo80, yhat), lo95, None)
-    hi95 = np.maximum(hi95, yhat)
     hi80 = np.clip(np.maximum(hi80, yhat), None, hi95)
     p50 = np.clip(p50, lo80, hi80)
     return {"yhat": yhat, "yhat_p50": p50, "yhat_lo_80": lo80, "yhat_hi_80": hi80,
@@ -213,9 +244,11 @@ def fallback_forecast(
         else stats
     rates = (active["recent_sale_days"] / active["window"]).astype(float) if len(active) else pd.Series(
         dtype=float)
+    daily_units = (active["recent_units"] / active["window"]).astype(float) if len(active) else \
+        pd.Series(dtype=float)
     sizes = (active["recent_units"] / active["recent_sale_days"]).astype(float) if len(active) else \
         pd.Series(dtype=float)
-    shop_rate = _group_rate(rates.to_numpy(), sizes.to_numpy(), shop_shape)
+    shop_rate = _group_rate(daily_units.to_numpy(), rates.to_numpy(), sizes.to_numpy(), shop_shape)
     groups: dict[str, _Rate | None] = {}
     for c in sorted({v for v in category.values() if v}):
         members = [s for s, v in category.items() if v == c]
@@ -223,7 +256,8 @@ def fallback_forecast(
             else np.zeros(7)
         shape = _weekday_shape(dow, pooled, cfg.weekday_prior) if shop_dow.sum() > 0 else np.ones(7)
         idx = [s for s in members if s in rates.index]
-        groups[c] = _group_rate(rates.reindex(idx).to_numpy(), sizes.reindex(idx).to_numpy(), shape)
+        groups[c] = _group_rate(daily_units.reindex(idx).to_numpy(), rates.reindex(idx).to_numpy(),
+                                sizes.reindex(idx).to_numpy(), shape)
 
     days = pd.date_range(end + pd.Timedelta(days=1), periods=int(horizon), freq="D")
     dow = days.dayofweek.to_numpy()
@@ -281,9 +315,9 @@ def fallback_forecast(
                 continue
             rate = group
             method = CATEGORY_PROFILE
-            reason = (f"never sold: median rate of {where} ({rate.shape / rate.rate:.3f} selling "
-                      f"days a day, {rate.size:.2f} units each) with its weekday shape; bands "
-                      f"widened by the spread of its skus' rates")
+            reason = (f"never sold: median rate of {where} ({rate.mean:.3f} units a day, "
+                      f"{rate.size:.2f} a selling day) with its weekday shape; bands widened by "
+                      f"the spread of its skus' rates")
         else:
             s = stats.loc[uid]
             window, k, units = int(s["window"]), int(s["recent_sale_days"]), float(s["recent_units"])
@@ -292,11 +326,11 @@ def fallback_forecast(
             topped = ""
             if window < cfg.min_exposure_days and profile is not None:
                 extra = cfg.min_exposure_days - window
-                shape += profile.shape / profile.rate * extra
+                shape += profile.events * extra
                 exposure += extra
                 topped = f"; the first {cfg.min_exposure_days} days topped up with {where}'s rate"
             weekday = (group or shop_rate).weekday if (group or shop_rate) else shop_shape
-            rate = _Rate(shape, exposure, size, weekday)
+            rate = _Rate(shape, shape / exposure * size, size, weekday, shape / exposure)
             method = RECENT_RATE
             inactive = (end - s["last"]).days >= cfg.inactive_days
             if inactive:

@@ -204,16 +204,16 @@ def test_the_daily_asset_reuses_a_selection_for_a_week_and_reselects_what_change
     day2, day3, day8 = (DAY1 + timedelta(days=k) for k in (1, 2, 7))
 
     meta1 = materialize_forecasts(path, DAY1)
+    backtest1 = _table(path, "SELECT * FROM ml.forecast_backtest ORDER BY series_id, model")
+    meta2 = materialize_forecasts(path, day2)
+    # the day after a selection: no backtest runs, the stored one stays as it was
+    pd.testing.assert_frame_equal(
+        _table(path, "SELECT * FROM ml.forecast_backtest ORDER BY series_id, model"), backtest1)
     sel1 = meta1["ml/sales_forecast"]["selection"]
     ids = set(_table(path, "SELECT DISTINCT series_id FROM ml.forecast_selection")["series_id"])
     assert sel1["reselected"] == len(ids) and sel1["reused"] == 0 and sel1["why"] == {NO_SELECTION: len(ids)}
-    backtest1 = _table(path, "SELECT * FROM ml.forecast_backtest ORDER BY series_id, model")
-
-    meta2 = materialize_forecasts(path, day2)
     sel2 = meta2["ml/sales_forecast"]["selection"]
     assert sel2["reselected"] == 0 and sel2["reused"] == len(ids)
-    pd.testing.assert_frame_equal(
-        _table(path, "SELECT * FROM ml.forecast_backtest ORDER BY series_id, model"), backtest1)
     assert meta2["ml/forecast_backtest"]["dagster/row_count"] == len(backtest1)
     assert meta2["ml/forecast_backtest"]["rows_written_today"] == 0
     fc2 = _table(path, "SELECT * FROM ml.sales_forecast WHERE as_of = ?", [day2])
