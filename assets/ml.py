@@ -47,23 +47,26 @@ def _inputs(con, as_of):
     return daily, product_daily
 
 
-def _replace(con, table: str, as_of, frame: pd.DataFrame) -> None:
-    with transaction(con):
-        con.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
-        if len(frame):
-            columns = ", ".join(f'"{c}"' for c in frame.columns)
-            with registered(con, _ml_rows=frame):
-                con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
+def _replace(con, table: str, as_of, frame: pd.DataFrame, *, within: bool = False) -> None:
+    """Replace the ``as_of`` rows of ``table`` (in a transaction of its own unless ``within`` one)."""
+    if not within:
+        with transaction(con):
+            return _replace(con, table, as_of, frame, within=True)
+    con.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
+    if len(frame):
+        columns = ", ".join(f'"{c}"' for c in frame.columns)
+        with registered(con, _ml_rows=frame):
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
 
 
 def _replace_series(con, table: str, day_column: str, day, frame: pd.DataFrame) -> None:
-    """Replace the rows of ``day`` of the series in ``frame`` only (the other series keep theirs)."""
-    with transaction(con):
-        with registered(con, _ml_rows=frame):
-            con.execute(f"DELETE FROM {table} WHERE {day_column} = ? AND series_id IN "
-                        "(SELECT DISTINCT series_id FROM _ml_rows)", [day])
-            columns = ", ".join(f'"{c}"' for c in frame.columns)
-            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
+    """Replace the rows of ``day`` of the series in ``frame`` only (the other series keep theirs);
+    inside the caller's transaction."""
+    with registered(con, _ml_rows=frame):
+        con.execute(f"DELETE FROM {table} WHERE {day_column} = ? AND series_id IN "
+                    "(SELECT DISTINCT series_id FROM _ml_rows)", [day])
+        columns = ", ".join(f'"{c}"' for c in frame.columns)
+        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ml_rows")
 
 
 def _png_md(png: bytes, alt: str) -> str:
@@ -113,11 +116,13 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, ware
         fallback, coverage = forecast_fallback.fallback_forecast(
             product_daily, catalogue, fc, as_of, config.horizon_days, daily=daily)
         rows = pd.concat([f for f in (fc, fallback) if len(f)], ignore_index=True) if len(fallback) else fc
-        _replace(con, "ml.sales_forecast", as_of, rows)
-        _replace(con, "ml.forecast_coverage", as_of, coverage)
-        if len(sel):
-            _replace_series(con, "ml.forecast_selection", "selected_as_of", as_of, sel)
-            _replace_series(con, "ml.forecast_backtest", "as_of", as_of, bt)
+        # all or nothing: a selection is never stored without its backtest and forecast
+        with transaction(con):
+            _replace(con, "ml.sales_forecast", as_of, rows, within=True)
+            _replace(con, "ml.forecast_coverage", as_of, coverage, within=True)
+            if len(sel):
+                _replace_series(con, "ml.forecast_selection", "selected_as_of", as_of, sel)
+                _replace_series(con, "ml.forecast_backtest", "as_of", as_of, bt)
         # the backtest of each series' selection in use (made today or on an earlier day)
         used = pd.concat([f for f in (plan.reuse, sel) if len(f)], ignore_index=True)[
             ["selected_as_of", "series_id"]] if len(plan.reuse) or len(sel) else sel

@@ -41,6 +41,7 @@ DUE = "selection due (cadence)"
 HISTORY_CHANGED = "history before the selection day changed"
 HORIZON_CHANGED = "horizon changed"
 FORCED = "re-selection asked for by the run"
+UNREADABLE = "stored selection unreadable"
 
 
 def reselect_days(value: int | None = None, environ=None) -> int:
@@ -153,6 +154,16 @@ def plan(series: pd.DataFrame, as_of: object, stored: pd.DataFrame | None, *, ev
     return out
 
 
+def _readable(rows: pd.DataFrame) -> bool:
+    try:
+        for text in rows["state"]:
+            state = forecast._load_state(text)
+            state["members"], state["label"], state["floor"]  # noqa: B018 - what predict reads
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return True
+
+
 def daily_forecast(
     series: pd.DataFrame,
     as_of: object,
@@ -169,6 +180,10 @@ def daily_forecast(
     ``ml.forecast_selection`` columns (``STORED_COLUMNS``) of the series re-selected today,
     ``new_backtest`` their backtest rows; both are empty on a day that reuses everything."""
     p = plan(series, as_of, stored, every_days=every_days, horizon=horizon, force=force)
+    if len(p.reuse) and not _readable(p.reuse):
+        # stored by a version of the forecast whose state this one does not read: choose again
+        p.reselect.update({str(s): UNREADABLE for s in p.reuse["series_id"]})
+        p.reuse = pd.DataFrame(columns=STORED_COLUMNS)
     new_sel = pd.DataFrame(columns=STORED_COLUMNS)
     new_bt = pd.DataFrame(columns=forecast.BACKTEST_COLUMNS)
     if p.reselect:

@@ -19,6 +19,7 @@ from salesflow.forecast_cadence import (
     NO_SELECTION,
     RESELECT_ENV,
     STORED_COLUMNS,
+    UNREADABLE,
     daily_forecast,
     plan,
     reselect_days,
@@ -140,6 +141,16 @@ def test_a_new_series_is_selected_and_the_others_reused(lines, day1):
     assert p.reselect == {"SPARSE-1": NO_SELECTION}
     forced = plan(series, day2, sel1, every_days=7, horizon=28, force=True)
     assert set(forced.reselect.values()) == {FORCED} and forced.reuse.empty
+
+
+def test_a_stored_selection_this_version_cannot_read_is_made_again(lines, day1):
+    daily, product_daily = lines
+    _, (_, sel1, _, _) = day1
+    day2 = DAY1 + timedelta(days=1)
+    fc, sel, _, p = daily_forecast(series_of(daily, product_daily, day2), day2,
+                                   sel1.assign(state='{"name": "ETS"}'), 28)
+    assert set(p.reselect.values()) == {UNREADABLE} and len(sel) == len(sel1)
+    assert set(fc["series_id"]) == set(sel1["series_id"])
 
 
 def test_the_cadence_comes_from_the_run_config_or_the_environment():
