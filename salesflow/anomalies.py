@@ -80,6 +80,7 @@ ALPHA_PRIOR = 0.1
 ALPHA_PRIOR_DAYS = 28.0
 ALPHA_MIN = 0.005
 ALPHA_MAX = 2.0
+LUMPY_ALPHA_MAX = 20.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ class SalesAnomalyConfig:
     z: float = 4.0
     spike_evidence: float = 7.0
     drop_evidence: float = 4.3
-    spike_test_ratio: float = 2.5
+    spike_test_ratio: float = 2.0
     drop_test_ratio: float = 0.2
-    spike_ratio: float = 2.5
+    spike_ratio: float = 1.8
     drop_ratio: float = 0.4
     min_units: float = 4.0
     min_expected: float = 2.0
@@ -107,6 +108,14 @@ class SalesAnomalyConfig:
     calendar_z: float = 3.0
     calendar_tolerance: float = math.log(2.0)
     outage_ratio: float = 0.1
+    one_share: float = 0.8
+    stockout_evidence: float = 7.0
+    stockout_share: float = 0.6
+    shift_up: float = 1.5
+    shift_down: float = 0.55
+    shift_evidence: float = 9.0
+    shift_min_days: int = 5
+    shift_effect: float = 0.25
     currency: str = ""
     closed_days: tuple[str, ...] = ()
 
@@ -186,7 +195,8 @@ def _spread(r: np.ndarray, days: int, floor: np.ndarray | float) -> np.ndarray:
     return np.maximum(np.nan_to_num(iqr, nan=0.0), floor)
 
 
-def _dispersion(x: np.ndarray, expected: np.ndarray, ok: np.ndarray, days: int) -> np.ndarray:
+def _dispersion(x: np.ndarray, expected: np.ndarray, ok: np.ndarray, days: int,
+                alpha_max: float = ALPHA_MAX) -> np.ndarray:
     """Trailing negative-binomial dispersion ``alpha`` (variance = m + alpha m²) of counts,
     shrunk towards ALPHA_PRIOR by ALPHA_PRIOR_DAYS pseudo-days."""
     e = np.where(ok, np.nan_to_num(expected, nan=0.0), 0.0)
@@ -197,7 +207,7 @@ def _dispersion(x: np.ndarray, expected: np.ndarray, ok: np.ndarray, days: int) 
     mean_e2 = np.divide(s_e2, n_ok, out=np.zeros(len(x)), where=n_ok > 0)
     alpha = (s_ex + ALPHA_PRIOR * ALPHA_PRIOR_DAYS * mean_e2) / (
         s_e2 + ALPHA_PRIOR_DAYS * mean_e2 + 1e-12)
-    return np.clip(np.nan_to_num(alpha, nan=ALPHA_PRIOR), ALPHA_MIN, ALPHA_MAX)
+    return np.clip(np.nan_to_num(alpha, nan=ALPHA_PRIOR), ALPHA_MIN, alpha_max)
 
 
 def _nb(expected: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +271,7 @@ class _Scored:
     alpha: np.ndarray
     spread: np.ndarray
     seen: np.ndarray | None = None
+    idle: np.ndarray | None = None
 
 
 def _z(x, expected, alpha, spread, counts: bool) -> np.ndarray:
@@ -272,10 +283,16 @@ def _z(x, expected, alpha, spread, counts: bool) -> np.ndarray:
 
 def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
            cfg: SalesAnomalyConfig, counts: bool, runs: bool,
-           exclude: np.ndarray | None = None) -> _Scored:
+           exclude: np.ndarray | None = None, lumpy: bool = False) -> _Scored:
     """Expected value and score of every day from the days before it. The second pass leaves
-    out the first pass's anomalous days and the zero runs of an unavailable product."""
+    out the first pass's anomalous days and the zero runs of an unavailable product, but keeps
+    the empty days of a weekday that sold nothing in the last ``weekday_weeks`` weeks (a day
+    the shop does not trade: its weekday factor is learnt as 0). ``lumpy``: the dispersion is
+    measured on every day (day totals of units, where one customer's case is one day's
+    spike), up to ``LUMPY_ALPHA_MAX``."""
     n = len(x)
+    sums, cnts = _trailing_weekday_sums(x, dow, cfg.weekday_weeks, np.ones(n, dtype=bool))
+    idle = (x <= 0) & (sums[np.arange(n), dow] <= 0) & (cnts[np.arange(n), dow] >= 2)
     warm = np.arange(n) >= cfg.min_history
     seen = np.ones(n, dtype=bool)
     w = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
@@ -286,7 +303,7 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     a1 = _dispersion(x, exp1, ok1, cfg.spread_days)
     z1 = np.where(ok1, _z(x, exp1, a1, np.maximum(s1, 1e-9), counts), 0.0)
     gone = _unavailable(x, exp1, cfg.unavailable_mass) if runs else np.zeros(n, dtype=bool)
-    seen = ~gone & ~(np.abs(z1) >= cfg.calendar_z)
+    seen = ~gone & (~(np.abs(z1) >= cfg.calendar_z) | idle)
     if exclude is not None:
         seen &= ~exclude
     w2 = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
@@ -295,9 +312,10 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     r2 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp2, nan=0.0))
     s2 = np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days,
                             cfg.spread_floor if counts else 0.0), 1e-9)
-    a2 = _dispersion(x, exp2, ok2 & seen, cfg.spread_days)
+    a2 = (_dispersion(x, exp2, ok2 & ~gone, cfg.spread_days, LUMPY_ALPHA_MAX) if lumpy
+          else _dispersion(x, exp2, ok2 & seen, cfg.spread_days))
     z2 = np.where(ok2, _z(x, exp2, a2, s2, counts), 0.0)
-    return _Scored(exp2, z2, gone, a2, s2, seen)
+    return _Scored(exp2, z2, gone, a2, s2, seen, idle)
 
 
 def _ratio(obs: np.ndarray, exp: np.ndarray, eps: float) -> np.ndarray:
@@ -465,29 +483,174 @@ def _size_spread(y: np.ndarray, c: np.ndarray, k: np.ndarray, seen: np.ndarray,
     return np.maximum(k, 1e-9) + var_q / np.maximum(k, 1e-9)
 
 
+def _uninformative(v: np.ndarray, selling: np.ndarray, share: float) -> bool:
+    """The selling days' values are (nearly) all one value: they carry no signal."""
+    vals = v[selling]
+    if len(vals) == 0:
+        return False
+    _, counts = np.unique(vals, return_counts=True)
+    return counts.max() >= share * len(vals)
+
+
+def _scored_quantity(is_total: bool, y: np.ndarray, c: np.ndarray, revenue: np.ndarray | None,
+                     has_counts: bool, cfg: SalesAnomalyConfig) -> tuple[np.ndarray, bool, str]:
+    """What a series is scored on, decided from its history: ``(x, counts, name)``. Orders
+    when the frame has them and they vary; else units (a sku) or revenue (``TOTAL``); a sku
+    whose units are constant too is scored on its revenue when it varies."""
+    selling = y > 0
+    if has_counts and not _uninformative(c, selling, cfg.one_share):
+        return c, True, "orders"
+    if is_total:
+        return y, False, "revenue"
+    if (revenue is not None and _uninformative(y, selling, cfg.one_share)
+            and not _uninformative(np.round(revenue, 2), selling, cfg.one_share)):
+        return revenue, False, "revenue"
+    return y, bool(np.all(y == np.round(y))), "units"
+
+
+def _cusum(llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Page's CUSUM of the day log-likelihood ratios: ``(S, start)``, ``S_t = max(0, S_{t-1} +
+    llr_t)`` and the index of the first day of the run that ``S_t`` sums (``t + 1`` when
+    ``S_t`` is 0)."""
+    n = len(llr)
+    c = np.concatenate([[0.0], np.cumsum(llr)])
+    low = np.minimum.accumulate(c)
+    idx = np.arange(n + 1)
+    last = np.maximum.accumulate(np.where(c <= low + 1e-12, idx, 0))
+    s = (c - low)[1:]
+    start = np.where(s > 1e-12, last[1:], idx[1:])
+    return s, start
+
+
+def _first_alarms(alarm: np.ndarray, start: np.ndarray, alive: np.ndarray
+                  ) -> list[tuple[int, int, int]]:
+    """``(start, detected, last)`` of every run of days sharing ``start`` that alarms: the first
+    alarming day, and the last day of the run (``alive`` and the same start)."""
+    out = []
+    hits = np.flatnonzero(alarm)
+    if not len(hits):
+        return out
+    starts, first = np.unique(start[hits], return_index=True)
+    for st, t in zip(starts, hits[first]):
+        same = np.flatnonzero((start == st) & alive)
+        out.append((int(st), int(t), int(same.max()) if len(same) else int(t)))
+    return out
+
+
+def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: np.ndarray,
+            counts: bool, is_total: bool, open_: np.ndarray, valid: np.ndarray,
+            promo: np.ndarray, gone: np.ndarray, cfg: SalesAnomalyConfig) -> list[dict]:
+    """Multi-day events of one series, each from the days up to it: stock-outs (a run of open
+    days without a sale, for a product that usually sells) and level shifts (a CUSUM of the
+    likelihood ratio of a day at ``shift_up`` / ``shift_down`` x the expected value)."""
+    n = len(x)
+    out: list[dict] = []
+    idx = np.arange(n)
+    e = np.maximum(np.nan_to_num(e, nan=0.0), 0.0)
+    a = np.maximum(alpha, ALPHA_MIN)
+    # -- probability of a day without a sale: the negative binomial's, or the series' own
+    # trailing share of open days without a sale when that is higher
+    usable = valid & ~promo
+    counted = open_ & valid & ~gone  # earlier runs out of stock do not lower the share
+    sold_open = (counted & (x > 0)).astype(float)
+    n_open, _ = _trailing_sum(counted.astype(float), cfg.spread_days)
+    n_sold, _ = _trailing_sum(sold_open, cfg.spread_days)
+    share = np.divide(n_sold, n_open, out=np.zeros(n), where=n_open > 0)
+    p_emp = (n_open - n_sold + 0.5) / (n_open + 1.0)
+    p_nb = np.exp(-np.log1p(a * e) / a) if counts else np.zeros(n)
+    p0 = np.clip(np.maximum(p_emp, p_nb), 1e-12, 1.0)
+    usual = usable & (share >= cfg.stockout_share) & (n_open >= cfg.min_history)
+    zero = open_ & (x <= 0)
+    if zero.any():
+        brk = open_ & (x > 0)
+        last_brk = np.maximum.accumulate(np.where(brk, idx, -1))
+        ev = np.cumsum(np.where(zero, -np.log(p0), 0.0))
+        cnt = np.cumsum(zero.astype(float))
+        base_ev = np.where(last_brk >= 0, ev[np.maximum(last_brk, 0)], 0.0)
+        base_cnt = np.where(last_brk >= 0, cnt[np.maximum(last_brk, 0)], 0.0)
+        zeros_at = np.flatnonzero(zero)
+        pos = np.searchsorted(zeros_at, last_brk + 1)
+        run_start = np.where(pos < len(zeros_at), zeros_at[np.minimum(pos, len(zeros_at) - 1)], n)
+        days_so_far = cnt - base_cnt
+        alarm = (zero & (days_so_far >= 2) & (ev - base_ev >= cfg.stockout_evidence)
+                 & usual[np.minimum(run_start, n - 1)] & (run_start < n))
+        alive = ~brk
+        for st, t, last in _first_alarms(alarm, np.where(alarm | zero | ~open_, run_start, -1),
+                                         alive & (idx >= 0)):
+            span = slice(st, last + 1)
+            days = int(zero[span].sum())
+            out.append({"series_id": uid, "start": st, "detected": t, "last": last, "days": days,
+                        "observed": float(x[span].sum()),
+                        "expected": float(e[span][zero[span]].sum()),
+                        "evidence": float(ev[last] - base_ev[last]), "up": False,
+                        "kind": "outage" if is_total else "stockout"})
+    # -- level shifts
+    stuck = open_ & (x <= 0) & (p0 < 0.5)  # a usual seller's empty days are a stock-out's
+    incl = open_ & usable
+    for up, ratio in ((True, cfg.shift_up), (False, cfg.shift_down)):
+        if counts:
+            m = 1.0 / a
+            shrink = np.log((m + e) / (m + ratio * e))
+            llr = x * (math.log(ratio) + shrink) + m * shrink
+        else:
+            sd = np.maximum(spread, 1e-9)
+            d = np.sqrt(ratio * e) - np.sqrt(e)
+            llr = d / sd ** 2 * (np.sqrt(x) - np.sqrt(e) - d / 2)
+        cap = cfg.shift_evidence / 3.0
+        keep = incl & ~stuck if not up else incl
+        llr = np.where(keep & (e > 0), np.clip(llr, -3 * cap, cap), 0.0)
+        s, start = _cusum(llr)
+        cx = np.concatenate([[0.0], np.cumsum(np.where(keep, x, 0.0))])
+        ce = np.concatenate([[0.0], np.cumsum(np.where(keep, e, 0.0))])
+        co = np.concatenate([[0], np.cumsum(keep.astype(int))])
+        st = np.minimum(start, n - 1)
+        sx, se = cx[idx + 1] - cx[st], ce[idx + 1] - ce[st]
+        so = co[idx + 1] - co[st]
+        eff = np.divide(sx, se, out=np.ones(n), where=se > 0)
+        big = eff >= 1 + cfg.shift_effect if up else eff <= 1 - cfg.shift_effect
+        alarm = (s >= cfg.shift_evidence) & (so >= cfg.shift_min_days) & big & usable
+        for st0, t, last in _first_alarms(alarm, start, s > 1e-12):
+            span = slice(st0, last + 1)
+            k = keep[span]
+            out.append({"series_id": uid, "start": st0, "detected": t, "last": last,
+                        "days": int(k.sum()), "observed": float(x[span][k].sum()),
+                        "expected": float(e[span][k].sum()),
+                        "evidence": float(s[t:last + 1].max()), "up": up,
+                        "kind": "level_shift"})
+    return out
+
+
 def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
-                 revenue: np.ndarray | None, counts: bool, cfg: SalesAnomalyConfig,
+                 revenue: np.ndarray | None, has_counts: bool, cfg: SalesAnomalyConfig,
                  prior: np.ndarray, shop_ratio: np.ndarray | None,
-                 since: pd.Timestamp | None = None) -> pd.DataFrame:
+                 since: pd.Timestamp | None = None,
+                 shop_closed: np.ndarray | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """Every day of one series: expected value and band (in the units of ``y``), score (of the
-    counts ``c`` when ``counts``, else of ``y``) and verdict; band, score and verdict only from
-    ``since`` on (the expected values of earlier days feed the calendar comparison)."""
+    quantity ``_scored_quantity`` picks) and verdict; band, score and verdict only from
+    ``since`` on (the expected values of earlier days feed the calendar comparison). Also the
+    series' multi-day events (``_events``)."""
     is_total = uid == TOTAL
     dow = days.dayofweek.to_numpy()
-    x = c if counts else y
+    x, counts, scale = _scored_quantity(is_total, y, c, revenue, has_counts, cfg)
+    closed = _closed(days, cfg.closed_days)
+    if shop_closed is not None:
+        closed = closed | shop_closed
     if is_total:
-        sc = _score(x, dow, np.full(7, 1 / 7), 7.0, cfg, counts, runs=False)
+        sc = _score(x, dow, np.full(7, 1 / 7), 7.0, cfg, counts, runs=False, exclude=closed)
         promo = np.zeros(len(x), dtype=bool)
+        closed = closed | sc.idle
     else:
         promo = _promotion(y, revenue, cfg.promotion_cut, cfg.level_days)
-        sc = _score(x, dow, prior, cfg.weekday_prior_days, cfg, counts, runs=True, exclude=promo)
+        sc = _score(x, dow, prior, cfg.weekday_prior_days, cfg, counts, runs=True,
+                    exclude=promo | closed, lumpy=scale == "units" and has_counts)
     pos = x[x > 0]
     eps = (0.01 * float(np.mean(pos)) if len(pos) else 1.0) if is_total else 0.5
-    k = _per_count(y, x, ~sc.unavailable, 4 * cfg.level_days) if counts else np.ones(len(y))
+    k = _per_count(y, x, ~sc.unavailable, 4 * cfg.level_days) if x is not y else np.ones(len(y))
     # A sku's drop is weighed in units (fewer orders, and smaller ones, both count), scaled by
     # the spread of the units per order: the count scale's grain is that spread over ``k``.
     grain = np.ones(len(y))
-    if counts and not is_total:
+    by_units = scale == "orders" and not is_total
+    if by_units:
         grain = _size_spread(y, x, k, ~sc.unavailable, 4 * cfg.level_days) / np.maximum(k, 1e-9)
     min_abs = np.full(len(x), 0.0) if is_total else cfg.min_units / np.maximum(k, 1e-9)
     base = np.nan_to_num(sc.expected, nan=0.0)
@@ -503,8 +666,7 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
         lo, hi = _band(exp, tail, cfg, counts, min_abs[part], grain[part])
         bands.append((exp, lo, hi, _z(x[part], exp, tail.alpha, tail.spread, counts)))
     # A day the shop is closed has no lower limit: no drop, even without last year to learn from.
-    lower = np.where(_closed(days, cfg.closed_days)[part], 0.0,
-                     np.minimum.reduce([b[1] for b in bands]))
+    lower = np.where(closed[part], 0.0, np.minimum.reduce([b[1] for b in bands]))
     upper = np.maximum.reduce([b[2] for b in bands])
     zs = np.vstack([b[3] for b in bands])
     z = zs[np.argmin(np.abs(zs), axis=0), np.arange(zs.shape[1])]
@@ -513,42 +675,54 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     spikes = ~promo[part]
     if not is_total:
         spikes &= np.maximum.reduce([b[0] for b in bands]) * k[part] >= cfg.min_expected
-    valid = ((np.arange(len(x)) >= cfg.min_history) & np.isfinite(sc.expected)
-             & ~sc.unavailable)[part]
+    valid_all = (np.arange(len(x)) >= cfg.min_history) & np.isfinite(sc.expected)
+    valid = (valid_all & ~sc.unavailable)[part]
     kp, xp, yp = k[part], x[part], y[part]
     e_y, lo_y, hi_y = expected * kp, lower * kp, upper * kp
-    drops = yp < lo_y if (counts and not is_total) else (xp < lower) & (yp < lo_y)
-    flag = valid & (((xp > upper) & (yp > hi_y) & spikes) | drops)
+    drops = yp < lo_y if by_units else (xp < lower) & (yp < lo_y)
+    ups = valid & (xp > upper) & (yp > hi_y) & spikes
+    downs = valid & drops
+    # Multi-day events: the shop's closed days neither break nor extend them.
+    events = _events(uid, x, sc.expected, sc.alpha, sc.spread, counts, is_total, ~closed,
+                     valid_all, promo, sc.unavailable, cfg)
+    # A day inside an event already found (and the event's first day) is the event's, not a
+    # row of its own.
+    taken_up = np.zeros(len(x), dtype=bool)
+    taken_down = np.zeros(len(x), dtype=bool)
+    for ev in events:
+        taken = taken_up if ev["up"] else taken_down
+        taken[ev["start"]] = True
+        taken[ev["detected"]:ev["last"] + 1] = True
+        ev["k"] = float(k[ev["start"]:ev["last"] + 1].mean())
+        ev["ds"] = days[ev["start"]]
+        ev["last_ds"] = days[ev["last"]]
+    flag = (ups & ~taken_up[part]) | (downs & ~taken_down[part])
 
     def full(values, fill):
         out = np.full(len(x), fill, dtype=np.asarray(values).dtype if fill is not None else bool)
         out[part] = values
         return out
 
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "series_id": uid, "ds": days, "observed": y,
         "expected": full(e_y, np.nan), "lower": full(lo_y, np.nan), "upper": full(hi_y, np.nan),
         "score": full(z, np.nan), "valid": full(valid, False), "flag": full(flag, False),
         "base_z": sc.z, "count_expected": base, "eps": eps, "seen": sc.seen,
     })
+    if since is not None:
+        events = [ev for ev in events if ev["last_ds"] >= since]
+    return frame, events
 
 
-def score_sales(
-    series: pd.DataFrame, as_of: object, *, config: SalesAnomalyConfig | None = None,
-    since: object | None = None,
-) -> pd.DataFrame:
-    """Every day of every series up to ``as_of``: ``series_id, ds, observed, expected, lower,
-    upper, score, valid, flag`` (``valid``: scored at all; what ``detect_sales_anomalies``
-    reports are the flagged days). With ``since``, the days before it have no band, score or
-    verdict (they are computed only as the context of the later days)."""
-    cfg = config or SalesAnomalyConfig()
+def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
+               since: object | None) -> tuple[pd.DataFrame, list[dict]]:
     end = pd.Timestamp(as_of).normalize()
     start = None if since is None else pd.Timestamp(since).normalize()
     data = _prepare(series, end)
     counts = "orders" in series.columns
     if not data:
         return pd.DataFrame(columns=["series_id", "ds", "observed", "expected", "lower", "upper",
-                                     "score", "valid", "flag"])
+                                     "score", "valid", "flag"]), []
     sums = np.zeros(7)
     for uid, (days, _, c, _) in data.items():
         if uid != TOTAL:
@@ -556,10 +730,13 @@ def score_sales(
     prior = sums / sums.sum() if sums.sum() > 0 else np.full(7, 1 / 7)
     shop_shares = None
     frames = []
+    events: list[dict] = []
     shop = None
+    shop_open = None
     if TOTAL in data:
         days, y, c, _ = data[TOTAL]
-        t = _series_days(TOTAL, days, y, c, None, counts, cfg, prior, None, since=start)
+        t, ev = _series_days(TOTAL, days, y, c, None, counts, cfg, prior, None, since=start)
+        events += ev
         # The skus' weekday prior: the shop's own trailing weekday shares, day by day.
         shop_shares = pd.DataFrame(
             _weekday_shares(c if counts else y, days.dayofweek.to_numpy(), cfg.weekday_weeks,
@@ -568,6 +745,8 @@ def score_sales(
         moved = np.abs(t["base_z"].to_numpy()) >= cfg.calendar_z
         ratio = _ratio(c, t["count_expected"].to_numpy(), float(t["eps"].iloc[0]))
         shop = pd.Series(np.where(moved, ratio, 1.0), index=days)
+        # A day without any sale in the shop is a day it did not trade: closed for its products.
+        shop_open = pd.Series(y > 0, index=days)
         frames.append(t)
     for uid in sorted(u for u in data if u != TOTAL):
         days, y, c, revenue = data[uid]
@@ -575,12 +754,69 @@ def score_sales(
         sku_prior = prior
         if shop_shares is not None:
             sku_prior = shop_shares.reindex(days).fillna(1 / 7).to_numpy()
-        # Units are counts too: without order counts a sku's units are scored as counts.
-        as_counts = counts or bool(np.all(y == np.round(y)))
-        frames.append(_series_days(uid, days, y, c, revenue, as_counts, cfg, sku_prior, ratio,
-                                   since=start))
+        shut = None
+        if shop_open is not None:
+            shut = ~shop_open.reindex(days, fill_value=True).to_numpy(bool)
+        f, ev = _series_days(uid, days, y, c, revenue, counts, cfg, sku_prior, ratio,
+                             since=start, shop_closed=shut)
+        frames.append(f)
+        events += ev
     out = pd.concat(frames, ignore_index=True)
-    return out.drop(columns=["base_z", "count_expected", "eps", "seen"])
+    return out.drop(columns=["base_z", "count_expected", "eps", "seen"]), events
+
+
+def score_sales(
+    series: pd.DataFrame, as_of: object, *, config: SalesAnomalyConfig | None = None,
+    since: object | None = None,
+) -> pd.DataFrame:
+    """Every day of every series up to ``as_of``: ``series_id, ds, observed, expected, lower,
+    upper, score, valid, flag`` (``valid``: scored at all; what ``detect_sales_anomalies``
+    reports are the flagged days, plus the multi-day events). With ``since``, the days before
+    it have no band, score or verdict (they are computed only as the context of the later
+    days)."""
+    return _score_all(series, as_of, config or SalesAnomalyConfig(), since)[0]
+
+
+def _event_row(ev: dict, as_of: date, cfg: SalesAnomalyConfig) -> tuple:
+    uid, k = ev["series_id"], ev["k"]
+    obs, exp = ev["observed"] * k, ev["expected"] * k
+    up = ev["up"]
+    if ev["kind"] in ("stockout", "outage"):
+        lo, hi = exp * cfg.drop_ratio, exp * cfg.spike_ratio
+        severity = "high" if ev["days"] >= 3 or ev["kind"] == "outage" else "medium"
+    else:
+        lo, hi = exp * (1 - cfg.shift_effect), exp * (1 + cfg.shift_effect)
+        r = obs / exp if exp > 0 else math.inf
+        severity = ("high" if (r >= 2 or r <= 0.5) else
+                    "medium" if (r >= 1.5 or r <= 2 / 3) else "low")
+    score = math.copysign(math.sqrt(2 * max(ev["evidence"], 0.0)), 1.0 if up else -1.0)
+    day = ev["ds"].date()
+    note = _event_note(uid, day, ev["last_ds"].date(), ev["days"], obs, exp, ev["kind"], up,
+                       severity, cfg.currency)
+    return (as_of, uid, day, float(obs), float(exp), float(lo), float(hi), float(score),
+            "up" if up else "down", severity, ev["kind"], note)
+
+
+def _event_note(uid: str, day: date, last: date, days: int, obs: float, exp: float, kind: str,
+                up: bool, severity: str, currency: str) -> str:
+    unit = "revenue" if uid == TOTAL else "units"
+    what = "shop revenue" if uid == TOTAL else f"sales of {uid}"
+    so_far = f"{days} open day{'' if days == 1 else 's'} so far (since {day:%a %d %b %Y}, " \
+             f"last {last:%a %d %b %Y})"
+    if kind == "outage":
+        return (f"No sales at all in the shop for {so_far}, where "
+                f"{_fmt(exp, unit, currency)} were expected: an outage, or a closure to "
+                f"configure? {severity.capitalize()} severity.")
+    if kind == "stockout":
+        per_day = exp / max(days, 1)
+        return (f"No {what} for {so_far}, where {_fmt(exp, unit, currency)} were expected "
+                f"(about {_fmt(round(per_day, 1), unit, currency)} a day): out of stock or "
+                f"delisted? {severity.capitalize()} severity.")
+    r = obs / exp if exp > 0 else math.inf
+    rel = f"{(r - 1) * 100:.0f}% above" if up else f"{(1 - r) * 100:.0f}% below"
+    return (f"A level shift: {what} ran {rel} the expected level for {so_far}: "
+            f"{_fmt(obs, unit, currency)} where {_fmt(exp, unit, currency)} were expected; "
+            f"{severity} severity.")
 
 
 def detect_sales_anomalies(
@@ -592,8 +828,10 @@ def detect_sales_anomalies(
 ) -> pd.DataFrame:
     """Unusual days of every series in ``series`` (``unique_id, ds, y``: ``TOTAL`` revenue and
     sku units, as ``build_series`` makes them, zero days included), for the ``lookback_days``
-    days ending on ``as_of`` (``None``: the whole history). Returns ``ml.sales_anomalies`` rows,
-    sorted by ``ds``, then ``TOTAL`` first, then series id; dates as ``datetime.date``.
+    days ending on ``as_of`` (``None``: the whole history), and the multi-day events (stock-out
+    runs, level shifts) found by then that reach into those days, one row each, dated by their
+    first day. Returns ``ml.sales_anomalies`` rows, sorted by ``ds``, then ``TOTAL`` first,
+    then series id; dates as ``datetime.date``.
 
     With a lookback only the last ``CONTEXT_DAYS`` before it are read: every trailing window and
     the year-before comparison fit in them."""
@@ -603,7 +841,7 @@ def detect_sales_anomalies(
     if lookback_days is not None:
         since = end - pd.Timedelta(days=int(lookback_days) - 1)
         series = series[pd.to_datetime(series["ds"]) >= since - pd.Timedelta(days=CONTEXT_DAYS)]
-    scored = score_sales(series, end, config=cfg, since=since)
+    scored, events = _score_all(series, end, cfg, since)
     hits = scored[scored["flag"].astype(bool)]
     rows = []
     as_of_date = end.date()
@@ -624,10 +862,13 @@ def detect_sales_anomalies(
             _sales_note(r.series_id, day, float(r.observed), float(r.expected), float(r.lower),
                         float(r.upper), kind, severity, cfg.currency),
         ))
+    rows += [_event_row(ev, as_of_date, cfg) for ev in events]
     out = _typed(pd.DataFrame(rows, columns=ANOMALY_COLUMNS))
     if len(out):
         out["_t"] = out["series_id"] != TOTAL
         out = out.sort_values(["ds", "_t", "series_id"], kind="stable").drop(columns="_t")
+        # one row per alert key: an event and a day row of its first day are the same alert
+        out = out.drop_duplicates(["series_id", "ds", "direction"], keep="last")
     return out.reset_index(drop=True)
 
 
