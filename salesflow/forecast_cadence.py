@@ -64,14 +64,14 @@ def _groups(series: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each series' days (as day numbers) and values, sorted by day."""
     if series is None or not len(series):
         return {}
-    uid = series["unique_id"].astype(str).to_numpy()
-    day = pd.to_datetime(series["ds"]).to_numpy().astype("datetime64[D]").astype(np.int64)
-    y = pd.to_numeric(series["y"].astype(float), errors="coerce").fillna(0.0).to_numpy(float)
-    order = np.lexsort((day, uid))
-    uid, day, y = uid[order], day[order], y[order]
-    cuts = np.flatnonzero(uid[1:] != uid[:-1]) + 1
-    return {str(u[0]): (d, v) for u, d, v in zip(np.split(uid, cuts), np.split(day, cuts),
-                                                 np.split(y, cuts))}
+    frame = pd.DataFrame({
+        "unique_id": series["unique_id"].astype(str).to_numpy(),
+        "day": pd.to_datetime(series["ds"]).to_numpy().astype("datetime64[D]").astype(np.int64),
+        "y": pd.to_numeric(series["y"].astype(float), errors="coerce").fillna(0.0).to_numpy(float),
+    }).sort_values(["unique_id", "day"], kind="stable")
+    day, y = frame["day"].to_numpy(), frame["y"].to_numpy()
+    return {str(uid): (day[idx], y[idx])
+            for uid, idx in frame.groupby("unique_id", sort=True).indices.items()}
 
 
 def _fingerprint(day: np.ndarray, y: np.ndarray, upto: pd.Timestamp) -> str:
