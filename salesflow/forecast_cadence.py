@@ -16,6 +16,12 @@ Every other series reuses its selection: ``predict`` refits the chosen model on 
 to the as-of day and keeps the selection's band quantiles. The selection's backtest rows stay
 those of the day it was made.
 
+The series to choose again are passed to ``forecast.select`` on their own. What ``select``
+derives from the whole panel (which smooth series count among the ``heavy_top`` largest and
+try the heavier candidates, the weekday profile that sparse series are shrunk towards) is then
+taken from that subset: on a weekly re-selection every series is due on the same day and the
+subset is the panel, but a lone new series or one whose past changed is chosen against itself.
+
 ``plan`` decides, ``daily_forecast`` runs it; both are plain Python (no Dagster, no warehouse).
 """
 
