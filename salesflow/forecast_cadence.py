@@ -6,8 +6,9 @@ is the expensive part of a forecast; refitting the chosen model on one more day
 series only when
 
 * it has no selection yet (a new series, or the first run);
-* its selection is ``every_days`` days old or older (``SALESFLOW_FORECAST_RESELECT_DAYS``, 7 by
-  default: a series selected on a Monday is selected again on the next Monday);
+* a selection in use is ``every_days`` days old or older (``SALESFLOW_FORECAST_RESELECT_DAYS``,
+  7 by default: a panel selected on a Monday is selected again on the next Monday); then every
+  series is chosen again, together;
 * its history up to the selection day changed since (an import of past sales, a sale moved to
   another day): the fingerprint of those days, stored with the selection, differs;
 * the horizon changed, or the run asks for it (``reselect``).
@@ -19,8 +20,8 @@ those of the day it was made.
 The series to choose again are passed to ``forecast.select`` on their own. What ``select``
 derives from the whole panel (which smooth series count among the ``heavy_top`` largest and
 try the heavier candidates, the weekday profile that sparse series are shrunk towards) is then
-taken from that subset: on a weekly re-selection every series is due on the same day and the
-subset is the panel, but a lone new series or one whose past changed is chosen against itself.
+taken from that subset: the weekly re-selection takes the whole panel, but a new series or one
+whose past changed is chosen, until the next weekly day, against the other series chosen with it.
 
 ``plan`` decides, ``daily_forecast`` runs it; both are plain Python (no Dagster, no warehouse).
 """
@@ -155,6 +156,11 @@ def plan(series: pd.DataFrame, as_of: object, stored: pd.DataFrame | None, *, ev
             out.reselect[uid] = HISTORY_CHANGED
         else:
             reuse.append(row)
+    if reuse and DUE in out.reselect.values():
+        # the whole panel is chosen again together, so that what select() derives from the panel
+        # sees every series (and a series chosen off-cycle rejoins the weekly day)
+        out.reselect.update({str(r["series_id"]): DUE for r in reuse})
+        reuse = []
     if reuse:
         out.reuse = pd.DataFrame(reuse)[STORED_COLUMNS].reset_index(drop=True)
     return out

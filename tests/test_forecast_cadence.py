@@ -21,6 +21,7 @@ from salesflow.forecast_cadence import (
     STORED_COLUMNS,
     UNREADABLE,
     daily_forecast,
+    fingerprints,
     plan,
     reselect_days,
 )
@@ -110,6 +111,16 @@ def test_a_week_later_every_series_is_selected_again(lines, day1):
     fc, sel, bt, p = daily_forecast(series_of(daily, product_daily, day8), day8, sel1, 28)
     assert set(sel["series_id"]) == set(sel1["series_id"]) and sel["selected_as_of"].eq(day8).all()
     assert bt["as_of"].eq(day8).all() and bt["chosen"].sum() == len(sel1)
+    # a series chosen off-cycle (on day 3) is chosen again with the others on their weekly day
+    day3 = DAY1 + timedelta(days=2)
+    off = sel1.copy()
+    hit = off["series_id"] == "WEEKLY-1"
+    off.loc[hit, "selected_as_of"] = day3
+    off.loc[hit, "fingerprint"] = fingerprints(series_of(daily, product_daily, day3), day3)["WEEKLY-1"]
+    assert not plan(series_of(daily, product_daily, day8 - timedelta(days=1)), day8 - timedelta(days=1),
+                    off, every_days=7, horizon=28).reselect
+    p8 = plan(series_of(daily, product_daily, day8), day8, off, every_days=7, horizon=28)
+    assert p8.reselect == {s: DUE for s in sel1["series_id"]} and p8.reuse.empty
 
 
 def test_past_sales_imported_after_the_selection_reselect_only_that_series(lines, day1):
@@ -244,13 +255,14 @@ def test_the_daily_asset_reuses_a_selection_for_a_week_and_reselects_what_change
     bt = _table(path, "SELECT as_of, series_id FROM ml.forecast_backtest")
     assert set(bt[bt["as_of"].dt.date == day3]["series_id"]) == {"WEEKLY-3"}
     assert len(bt[bt["as_of"].dt.date == DAY1]) == len(backtest1)
+    assert meta3["ml/forecast_backtest"]["selections_made_on"] == [str(DAY1), str(day3)]
 
     meta8 = materialize_forecasts(path, day8)
     sel8 = meta8["ml/sales_forecast"]["selection"]
-    # WEEKLY-3 was selected on day 3: its week is not over
-    assert sel8["why"] == {DUE: len(ids) - 1} and sel8["reused"] == 1
-    current = meta8["ml/forecast_backtest"]["selections_made_on"]
-    assert current == [str(day3), str(day8)]
+    # a week after the first selection the whole panel is chosen again, WEEKLY-3 (chosen on
+    # day 3) with it
+    assert sel8["why"] == {DUE: len(ids)} and sel8["reused"] == 0
+    assert meta8["ml/forecast_backtest"]["selections_made_on"] == [str(day8)]
 
     # a run asking for it selects again; a cadence of one day does the same the day after
     assert materialize_forecasts(path, day8, reselect=True)["ml/sales_forecast"]["selection"][
