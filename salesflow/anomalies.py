@@ -312,7 +312,10 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     r2 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp2, nan=0.0))
     s2 = np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days,
                             cfg.spread_floor if counts else 0.0), 1e-9)
-    a2 = (_dispersion(x, exp2, ok2 & ~gone, cfg.spread_days, LUMPY_ALPHA_MAX) if lumpy
+    wild = np.abs(z1) >= 2 * cfg.calendar_z
+    a2 = (_dispersion(x, exp2, ok2 & ~gone & ~wild
+                      & ~(exclude if exclude is not None else False),
+                      cfg.spread_days, LUMPY_ALPHA_MAX) if lumpy
           else _dispersion(x, exp2, ok2 & seen, cfg.spread_days))
     z2 = np.where(ok2, _z(x, exp2, a2, s2, counts), 0.0)
     return _Scored(exp2, z2, gone, a2, s2, seen, idle)
@@ -617,7 +620,14 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
                         "expected": float(e[span][k].sum()),
                         "evidence": float(s[t:last + 1].max()), "up": up,
                         "kind": "level_shift"})
-    return out
+    # The level coming back after a shift (within the level window) is not a shift of its own.
+    shifts = sorted((ev for ev in out if ev["kind"] == "level_shift"), key=lambda ev: ev["start"])
+    recovered = set()
+    for i, ev in enumerate(shifts):
+        if any(o["up"] != ev["up"] and o["start"] < ev["start"] <= o["last"] + cfg.level_days
+               and id(o) not in recovered for o in shifts[:i]):
+            recovered.add(id(ev))
+    return [ev for ev in out if id(ev) not in recovered]
 
 
 def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,

@@ -291,3 +291,129 @@ def test_rows_insert_into_the_warehouse_contract_table(found, tmp_path):
         assert kinds == [("drop", 1, 1), ("outage", 1, 1), ("spike", 3, 3), ("stock_drop", 1, 0)]
     finally:
         con.close()
+
+
+# -- daily totals (one line per product per day), events that last, days the shop does not trade
+OPEN = np.array([0.9, 0.95, 1.0, 1.05, 1.3, 0.0, 0.8])  # Monday .. Sunday; closed on Saturdays
+D_START, D_END = date(2023, 1, 2), date(2025, 3, 31)
+D_SPIKE, D_DROP = date(2024, 5, 14), date(2024, 7, 10)
+D_STOCKOUT = (date(2024, 9, 10), date(2024, 9, 12))  # Tuesday .. Thursday, no sale
+D_SHIFT = (date(2025, 2, 3), date(2025, 3, 2))  # four weeks at 60%
+
+
+def _daily_totals_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A shop whose till exports one line per product and day (orders are 1 on every selling
+    day), closed on Saturdays and every 25 December; 200 products, and the busy product DAILY
+    (about 30 units a day) with a 3x spike, a drop to a quarter, a three-day stock-out and a
+    four-week fall to 60%."""
+    rng = np.random.default_rng(21)
+    days = pd.date_range(D_START, D_END, freq="D")
+    open_ = OPEN[days.dayofweek.to_numpy()] * np.array(
+        [0.0 if (d.month, d.day) == (12, 25) else 1.0 for d in days.date])
+    rows = []
+    for i in range(200):
+        sku = "DAILY" if i == 0 else f"P{i:03d}"
+        rate = 30.0 if i == 0 else rng.uniform(0.3, 8.0)
+        lam = rate * open_
+        if i == 0:
+            d = days.date
+            lam = np.where(d == D_DROP, lam * 0.25, lam)
+            lam = np.where((d >= D_SHIFT[0]) & (d <= D_SHIFT[1]), lam * 0.6, lam)
+            lam = np.where((d >= D_STOCKOUT[0]) & (d <= D_STOCKOUT[1]), 0.0, lam)
+        units = rng.poisson(lam)
+        if i == 0:
+            units[days.get_loc(pd.Timestamp(D_SPIKE))] *= 3
+        keep = units > 0
+        rows.append(pd.DataFrame({"sale_date": days.date[keep], "sku": sku, "orders": 1,
+                                  "units": units[keep], "revenue": units[keep] * 2.5}))
+    product_daily = pd.concat(rows, ignore_index=True)
+    per_day = product_daily.groupby("sale_date").agg(orders=("orders", "sum"),
+                                                     units=("units", "sum"),
+                                                     revenue=("revenue", "sum"))
+    daily = per_day.reindex(days.date, fill_value=0).rename_axis("sale_date").reset_index()
+    return daily, product_daily
+
+
+@pytest.fixture(scope="module")
+def totals_series() -> pd.DataFrame:
+    daily, product_daily = _daily_totals_shop()
+    return build_series(daily, product_daily, D_END, detail=True)
+
+
+@pytest.fixture(scope="module")
+def totals_found(totals_series) -> pd.DataFrame:
+    return detect_sales_anomalies(totals_series, D_END, lookback_days=None)
+
+
+def test_with_orders_always_1_a_spike_and_a_drop_are_found_on_units(totals_series, totals_found):
+    daily = totals_series[totals_series["unique_id"] == "DAILY"]
+    assert set(daily.loc[daily["y"] > 0, "orders"]) == {1.0}
+    spike = _row(totals_found, "DAILY", D_SPIKE)
+    assert spike is not None and (spike["direction"], spike["kind"]) == ("up", "spike")
+    assert spike["observed"] > 2 * spike["expected"]
+    assert "units" in spike["note"]
+    drop = _row(totals_found, "DAILY", D_DROP)
+    assert drop is not None and (drop["direction"], drop["kind"]) == ("down", "drop")
+
+
+def test_a_three_day_stockout_of_a_daily_seller_is_one_row(totals_found):
+    rows = totals_found[(totals_found["series_id"] == "DAILY")
+                        & (totals_found["ds"] >= D_STOCKOUT[0])
+                        & (totals_found["ds"] <= D_STOCKOUT[1] + timedelta(days=2))]
+    assert len(rows) == 1
+    r = rows.iloc[0]
+    assert (r["ds"], r["direction"], r["kind"]) == (D_STOCKOUT[0], "down", "stockout")
+    assert r["observed"] == 0 and r["expected"] > 40
+    assert "3 open days" in r["note"] and r["note"].startswith("No sales of DAILY")
+
+
+def test_a_persistent_fall_of_40_percent_is_found_as_one_level_shift(totals_found):
+    rows = totals_found[(totals_found["series_id"] == "DAILY")
+                        & (totals_found["ds"] >= D_SHIFT[0] - timedelta(days=3))
+                        & (totals_found["ds"] <= D_SHIFT[1])]
+    assert list(rows["kind"]) == ["level_shift"]
+    r = rows.iloc[0]
+    assert r["direction"] == "down" and r["ds"] <= D_SHIFT[0] + timedelta(days=7)
+    assert 0.45 < r["observed"] / r["expected"] < 0.75
+    assert "level shift" in r["note"]
+
+
+def test_closed_saturdays_and_a_recurring_christmas_raise_nothing(totals_found):
+    assert not any(d.weekday() == 5 for d in totals_found["ds"])
+    # the shop's first Christmas may alarm (nothing to learn it from); the second does not,
+    # and no product's empty Christmas or weekend is a stock-out
+    assert totals_found[totals_found["ds"] == date(2024, 12, 25)].empty
+    skus = totals_found[totals_found["series_id"] != TOTAL]
+    assert not any((d.month, d.day) == (12, 25) for d in skus["ds"])
+    planted = {("DAILY", D_SPIKE), ("DAILY", D_DROP), ("DAILY", D_STOCKOUT[0])}
+    others = skus[[(s, d) not in planted and not (D_SHIFT[0] - timedelta(days=3) <= d
+                                                   <= D_SHIFT[1])
+                   for s, d in zip(skus["series_id"], skus["ds"])]]
+    # 199 quiet products over two years: chance days only, fewer than 1 per 1,000 product-days
+    assert len(others) < 199 * (D_END - D_START).days / 1000
+
+
+def test_a_continuing_event_keeps_its_key_on_every_daily_run(totals_series, totals_found):
+    totals_series = totals_series[totals_series["unique_id"].isin([TOTAL, "DAILY"])]
+    totals_found = detect_sales_anomalies(totals_series, D_END, lookback_days=None)
+    keys, notes = set(), []
+    for k in range(1, 7):
+        as_of = D_STOCKOUT[0] + timedelta(days=k)
+        found = detect_sales_anomalies(totals_series, as_of, lookback_days=7)
+        mine = found[(found["series_id"] == "DAILY") & (found["direction"] == "down")]
+        keys |= set(zip(mine["series_id"], mine["ds"], mine["direction"]))
+        notes += list(mine["note"])
+    assert keys == {("DAILY", D_STOCKOUT[0], "down")}
+    assert any("2 open days so far" in n for n in notes) and any("3 open days so far" in n
+                                                                 for n in notes)
+    # the shift: every daily run from its detection on reports the same first day
+    shift_keys = set()
+    for k in range(0, 28, 3):
+        as_of = D_SHIFT[0] + timedelta(days=k)
+        found = detect_sales_anomalies(totals_series, as_of, lookback_days=7)
+        mine = found[(found["series_id"] == "DAILY") & (found["kind"] == "level_shift")]
+        shift_keys |= set(zip(mine["series_id"], mine["ds"], mine["direction"]))
+    whole = totals_found[(totals_found["series_id"] == "DAILY")
+                         & (totals_found["kind"] == "level_shift")]
+    assert shift_keys == set(zip(whole["series_id"], whole["ds"], whole["direction"]))
+    assert len(shift_keys) == 1
