@@ -79,13 +79,16 @@ def _png_md(png: bytes, alt: str) -> str:
                      partitions_def=daily_partitions, deps=[DAILY_SALES, PRODUCT_DAILY_SALES],
                      automation_condition=FOLLOW_UPSTREAM,
                      description="Daily forecast after the as-of day for TOTAL (revenue) and every sku "
-                                 "with enough history (units): the mean (yhat, for planning), the "
-                                 "median (yhat_p50) and 80% and 95% bands (whole units for skus)."),
+                                 "with enough history (units), the others of the catalogue from their "
+                                 "recent rate or their category's profile: the mean (yhat, for "
+                                 "planning), the median (yhat_p50) and 80% and 95% bands (whole units "
+                                 "for skus). Why each product has the forecast it has (or none) is in "
+                                 "ml.forecast_coverage; the chosen models in ml.forecast_selection."),
         dg.AssetSpec(FORECAST_BACKTEST, group_name="ml", kinds={"duckdb"}, partitions_def=daily_partitions,
                      deps=[DAILY_SALES, PRODUCT_DAILY_SALES], automation_condition=FOLLOW_UPSTREAM,
-                     description="Rolling-origin backtest per series and candidate model: MASE of the "
-                                 "median, RMSSE of the mean, sMAPE, interval coverage, the chosen "
-                                 "model and why."),
+                     description="Rolling-origin backtest per series and candidate model, written on "
+                                 "the day a series' model is chosen: MASE of the median, RMSSE of the "
+                                 "mean, sMAPE, interval coverage, the chosen model and why."),
     ],
     check_specs=[dg.AssetCheckSpec("bands_are_ordered", asset=SALES_FORECAST, blocking=True,
                                    description="lo95 <= lo80 <= yhat, yhat_p50 <= hi80 <= hi95, none negative")],
@@ -93,11 +96,11 @@ def _png_md(png: bytes, alt: str) -> str:
     pool=WAREHOUSE_POOL,
 )
 def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, warehouse: WarehouseResource):
-    """A range run (a backfill) forecasts from its last day only. A series keeps its chosen model
-    for ``reselect_every_days`` (refitted on each new day); it is chosen again when that has
-    passed, when its history up to the selection day changed (past sales imported or moved),
-    and when it has none yet. Every catalogue sku without a model gets a fallback forecast or
-    a reason in ``ml.forecast_coverage``."""
+    """A range run (a backfill) forecasts from its last day only. Each series keeps its chosen
+    model (``ml.forecast_selection``), refitted on each new day; every series is chosen again
+    when a selection in use is ``reselect_every_days`` old, and a single one when its history
+    up to its selection day changed (past sales imported or moved) or it has none yet. Every
+    catalogue sku without a model gets a fallback forecast or a reason (``ml.forecast_coverage``)."""
     _, as_of = partition_dates(context)
     every = forecast_cadence.reselect_days(config.reselect_every_days)
     with warehouse.get_connection() as con:
