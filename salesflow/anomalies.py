@@ -272,6 +272,19 @@ class _Scored:
     spread: np.ndarray
     seen: np.ndarray | None = None
     idle: np.ndarray | None = None
+    weekday: np.ndarray | None = None
+
+
+def w_of(sc: _Scored) -> np.ndarray:
+    return sc.weekday if sc.weekday is not None else np.ones(len(sc.expected))
+
+
+def _trailing_extremes(v: np.ndarray, ok: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Highest and lowest of the ``ok`` values among the ``days`` days before each day."""
+    s = pd.Series(np.where(ok, v, np.nan)).shift(1).rolling(days, min_periods=14)
+    hi = np.nan_to_num(s.max().to_numpy(), nan=np.inf)
+    lo = np.nan_to_num(s.min().to_numpy(), nan=-np.inf)
+    return hi, lo
 
 
 def _z(x, expected, alpha, spread, counts: bool) -> np.ndarray:
@@ -296,7 +309,8 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     warm = np.arange(n) >= cfg.min_history
     seen = np.ones(n, dtype=bool)
     w = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
-    exp1 = _level(x, w, cfg.level_days, seen) * w
+    # a day the shop does not trade teaches the weekday factor (0), not the level
+    exp1 = _level(x, w, cfg.level_days, ~idle) * w
     ok1 = warm & np.isfinite(exp1)
     r1 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp1, nan=0.0))
     s1 = _spread(np.where(ok1, r1, np.nan), cfg.spread_days, cfg.spread_floor if counts else 0.0)
@@ -307,7 +321,7 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     if exclude is not None:
         seen &= ~exclude
     w2 = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
-    exp2 = _level(x, w2, cfg.level_days, seen) * w2
+    exp2 = _level(x, w2, cfg.level_days, seen & ~idle) * w2
     ok2 = warm & np.isfinite(exp2)
     r2 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp2, nan=0.0))
     s2 = np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days,
@@ -318,7 +332,7 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
                       cfg.spread_days, LUMPY_ALPHA_MAX) if lumpy
           else _dispersion(x, exp2, ok2 & seen, cfg.spread_days))
     z2 = np.where(ok2, _z(x, exp2, a2, s2, counts), 0.0)
-    return _Scored(exp2, z2, gone, a2, s2, seen, idle)
+    return _Scored(exp2, z2, gone, a2, s2, seen, idle, w2)
 
 
 def _ratio(obs: np.ndarray, exp: np.ndarray, eps: float) -> np.ndarray:
@@ -499,7 +513,9 @@ def _scored_quantity(is_total: bool, y: np.ndarray, c: np.ndarray, revenue: np.n
                      has_counts: bool, cfg: SalesAnomalyConfig) -> tuple[np.ndarray, bool, str]:
     """What a series is scored on, decided from its history: ``(x, counts, name)``. Orders
     when the frame has them and they vary; else units (a sku) or revenue (``TOTAL``); a sku
-    whose units are constant too is scored on its revenue when it varies."""
+    whose units are constant too is scored on its revenue when it varies. (``TOTAL``'s orders
+    of a shop whose lines are products' day totals count products, not purchases: the caller
+    passes ``has_counts=False`` then.)"""
     selling = y > 0
     if has_counts and not _uninformative(c, selling, cfg.one_share):
         return c, True, "orders"
@@ -560,8 +576,12 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
     n_sold, _ = _trailing_sum(sold_open, cfg.spread_days)
     share = np.divide(n_sold, n_open, out=np.zeros(n), where=n_open > 0)
     p_emp = (n_open - n_sold + 0.5) / (n_open + 1.0)
-    p_nb = np.exp(-np.log1p(a * e) / a) if counts else np.zeros(n)
-    p0 = np.clip(np.maximum(p_emp, p_nb), 1e-12, 1.0)
+    # weekday-aware: a day expected to sell less is likelier empty (as for a Poisson count,
+    # log P(0) in proportion to the expected value), at most twice the log of the usual day's
+    s_e, _ = _trailing_sum(np.where(counted, e, 0.0), cfg.spread_days)
+    e_mean = np.divide(s_e, n_open, out=np.zeros(n), where=n_open > 0)
+    rel = np.clip(np.divide(e, e_mean, out=np.ones(n), where=e_mean > 0), 0.0, 2.0)
+    p0 = np.clip(np.exp(np.log(p_emp) * rel), 1e-12, 1.0)
     usual = usable & (share >= cfg.stockout_share) & (n_open >= cfg.min_history)
     zero = open_ & (x <= 0)
     if zero.any():
@@ -601,7 +621,8 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
             llr = d / sd ** 2 * (np.sqrt(x) - np.sqrt(e) - d / 2)
         cap = cfg.shift_evidence / 3.0
         keep = incl & ~stuck if not up else incl
-        llr = np.where(keep & (e > 0), np.clip(llr, -3 * cap, cap), 0.0)
+        llr = np.where(keep & (e > 0) & (idx >= 7 * cfg.weekday_weeks),  # weekday factors settled
+                       np.clip(llr, -3 * cap, cap), 0.0)
         s, start = _cusum(llr)
         cx = np.concatenate([[0.0], np.cumsum(np.where(keep, x, 0.0))])
         ce = np.concatenate([[0.0], np.cumsum(np.where(keep, e, 0.0))])
@@ -642,6 +663,7 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     is_total = uid == TOTAL
     dow = days.dayofweek.to_numpy()
     x, counts, scale = _scored_quantity(is_total, y, c, revenue, has_counts, cfg)
+    lumpy = scale == "units" and has_counts and not is_total
     closed = _closed(days, cfg.closed_days)
     if shop_closed is not None:
         closed = closed | shop_closed
@@ -652,7 +674,7 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     else:
         promo = _promotion(y, revenue, cfg.promotion_cut, cfg.level_days)
         sc = _score(x, dow, prior, cfg.weekday_prior_days, cfg, counts, runs=True,
-                    exclude=promo | closed, lumpy=scale == "units" and has_counts)
+                    exclude=promo | closed, lumpy=lumpy)
     pos = x[x > 0]
     eps = (0.01 * float(np.mean(pos)) if len(pos) else 1.0) if is_total else 0.5
     k = _per_count(y, x, ~sc.unavailable, 4 * cfg.level_days) if x is not y else np.ones(len(y))
@@ -690,7 +712,16 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     kp, xp, yp = k[part], x[part], y[part]
     e_y, lo_y, hi_y = expected * kp, lower * kp, upper * kp
     drops = yp < lo_y if by_units else (xp < lower) & (yp < lo_y)
+    drops &= lower >= eps  # a band that (nearly) admits nothing sold has no drop below it
     ups = valid & (xp > upper) & (yp > hi_y) & spikes
+    if lumpy:
+        # day totals with heavy tails (a customer's case is one day's units): a spike beats the
+        # last 13 weeks' highest ordinary day, a drop their lowest open day, weekday-adjusted
+        hi_seen, lo_seen = _trailing_extremes(x / np.maximum(w_of(sc), 1e-3), ~sc.unavailable
+                                              & ~closed & ~promo, cfg.spread_days)
+        wp = np.maximum(w_of(sc), 1e-3)[part]
+        ups &= xp > hi_seen[part] * wp
+        drops &= xp < lo_seen[part] * wp
     downs = valid & drops
     # Multi-day events: the shop's closed days neither break nor extend them.
     events = _events(uid, x, sc.expected, sc.alpha, sc.spread, counts, is_total, ~closed,
@@ -743,17 +774,27 @@ def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
     events: list[dict] = []
     shop = None
     shop_open = None
+    # Lines that are products' day totals (a product never has two orders in a day): the
+    # shop's order count is a count of products sold, and its revenue carries the signal.
+    sku_days = multi = 0
+    for uid, (_, y, c, _) in data.items():
+        if uid != TOTAL:
+            sku_days += int((y > 0).sum())
+            multi += int((c > 1).sum())
+    day_totals = counts and sku_days > 0 and multi <= 0.01 * sku_days
     if TOTAL in data:
         days, y, c, _ = data[TOTAL]
-        t, ev = _series_days(TOTAL, days, y, c, None, counts, cfg, prior, None, since=start)
+        t, ev = _series_days(TOTAL, days, y, c, None, counts and not day_totals, cfg, prior,
+                             None, since=start)
         events += ev
         # The skus' weekday prior: the shop's own trailing weekday shares, day by day.
+        tx = _scored_quantity(True, y, c, None, counts and not day_totals, cfg)[0]
         shop_shares = pd.DataFrame(
-            _weekday_shares(c if counts else y, days.dayofweek.to_numpy(), cfg.weekday_weeks,
+            _weekday_shares(tx, days.dayofweek.to_numpy(), cfg.weekday_weeks,
                             t["seen"].to_numpy(bool)),
             index=days)
         moved = np.abs(t["base_z"].to_numpy()) >= cfg.calendar_z
-        ratio = _ratio(c, t["count_expected"].to_numpy(), float(t["eps"].iloc[0]))
+        ratio = _ratio(tx, t["count_expected"].to_numpy(), float(t["eps"].iloc[0]))
         shop = pd.Series(np.where(moved, ratio, 1.0), index=days)
         # A day without any sale in the shop is a day it did not trade: closed for its products.
         shop_open = pd.Series(y > 0, index=days)

@@ -304,7 +304,7 @@ D_SHIFT = (date(2025, 2, 3), date(2025, 3, 2))  # four weeks at 60%
 def _daily_totals_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
     """A shop whose till exports one line per product and day (orders are 1 on every selling
     day), closed on Saturdays and every 25 December; 200 products, and the busy product DAILY
-    (about 30 units a day) with a 3x spike, a drop to a quarter, a three-day stock-out and a
+    (about 30 units a day) with a 3x spike, a drop to a fifth, a three-day stock-out and a
     four-week fall to 60%."""
     rng = np.random.default_rng(21)
     days = pd.date_range(D_START, D_END, freq="D")
@@ -317,7 +317,7 @@ def _daily_totals_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
         lam = rate * open_
         if i == 0:
             d = days.date
-            lam = np.where(d == D_DROP, lam * 0.25, lam)
+            lam = np.where(d == D_DROP, lam * 0.2, lam)
             lam = np.where((d >= D_SHIFT[0]) & (d <= D_SHIFT[1]), lam * 0.6, lam)
             lam = np.where((d >= D_STOCKOUT[0]) & (d <= D_STOCKOUT[1]), 0.0, lam)
         units = rng.poisson(lam)
