@@ -270,3 +270,23 @@ def test_the_daily_asset_reuses_a_selection_for_a_week_and_reselects_what_change
     monkeypatch.setenv(RESELECT_ENV, "1")
     meta9 = materialize_forecasts(path, day8 + timedelta(days=1))
     assert meta9["ml/sales_forecast"]["selection"]["reselected"] == len(ids)
+
+
+def test_a_rerun_of_a_selection_day_writes_the_same_rows(tmp_path, lines, monkeypatch):
+    """A run killed after the forecast step and run again reuses the day's own selection: the
+    forecast, the backtest and the selection are what the first run wrote, row for row."""
+    monkeypatch.delenv(RESELECT_ENV, raising=False)
+    daily, product_daily = lines
+    path = tmp_path / "w.duckdb"
+    write_warehouse(path, daily, product_daily)
+    tables = ("ml.sales_forecast", "ml.forecast_backtest", "ml.forecast_selection", "ml.forecast_coverage")
+
+    def dump():
+        return {t: _table(path, f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
+
+    materialize_forecasts(path, DAY1)
+    first = dump()
+    again = materialize_forecasts(path, DAY1)["ml/sales_forecast"]["selection"]
+    assert again["reselected"] == 0 and again["reused"] == len(first["ml.forecast_selection"])
+    for table, frame in dump().items():
+        pd.testing.assert_frame_equal(frame, first[table], obj=table)
