@@ -109,6 +109,7 @@ class SalesAnomalyConfig:
     calendar_tolerance: float = math.log(2.0)
     outage_ratio: float = 0.1
     one_share: float = 0.8
+    lumpy_spreads: float = 3.5
     stockout_evidence: float = 7.0
     stockout_share: float = 0.6
     shift_up: float = 1.5
@@ -273,6 +274,7 @@ class _Scored:
     seen: np.ndarray | None = None
     idle: np.ndarray | None = None
     weekday: np.ndarray | None = None
+    alpha_all: np.ndarray | None = None
 
 
 def w_of(sc: _Scored) -> np.ndarray:
@@ -327,12 +329,14 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     s2 = np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days,
                             cfg.spread_floor if counts else 0.0), 1e-9)
     wild = np.abs(z1) >= 2 * cfg.calendar_z
-    a2 = (_dispersion(x, exp2, ok2 & ~gone & ~wild
-                      & ~(exclude if exclude is not None else False),
-                      cfg.spread_days, LUMPY_ALPHA_MAX) if lumpy
-          else _dispersion(x, exp2, ok2 & seen, cfg.spread_days))
+    shut = exclude if exclude is not None else np.zeros(n, dtype=bool)
+    a2 = (_dispersion(x, exp2, ok2 & ~gone & ~wild & ~shut, cfg.spread_days, LUMPY_ALPHA_MAX)
+          if lumpy else _dispersion(x, exp2, ok2 & seen, cfg.spread_days))
+    # the weeks' dispersion (level shifts) of heavy-tailed day totals counts their wild days too
+    a_all = (_dispersion(x, exp2, ok2 & ~gone & ~shut, cfg.spread_days, LUMPY_ALPHA_MAX)
+             if lumpy else a2)
     z2 = np.where(ok2, _z(x, exp2, a2, s2, counts), 0.0)
-    return _Scored(exp2, z2, gone, a2, s2, seen, idle, w2)
+    return _Scored(exp2, z2, gone, a2, s2, seen, idle, w2, a_all)
 
 
 def _ratio(obs: np.ndarray, exp: np.ndarray, eps: float) -> np.ndarray:
@@ -556,9 +560,45 @@ def _first_alarms(alarm: np.ndarray, start: np.ndarray, alive: np.ndarray
     return out
 
 
+def _empty_runs(x: np.ndarray, e: np.ndarray, counted: np.ndarray, open_: np.ndarray,
+                zero: np.ndarray, usable: np.ndarray, cfg: SalesAnomalyConfig) -> dict:
+    """Runs of open days without a sale, each day from the days before it: the chance of an
+    empty day is the trailing share of ``counted`` open days without a sale, weekday-aware (as
+    for a Poisson count, log P(0) in proportion to the day's weekday factor ``e`` over its
+    trailing mean, at most twice the usual day's); a run's evidence is minus the log of its
+    chance. ``alarm``: a day of a run of at
+    least 2 open days with ``stockout_evidence``, of a product selling on ``stockout_share`` of
+    the open days before it; ``out``: every day of a run that alarms."""
+    n = len(x)
+    idx = np.arange(n)
+    n_open, _ = _trailing_sum(counted.astype(float), cfg.spread_days)
+    n_sold, _ = _trailing_sum((counted & (x > 0)).astype(float), cfg.spread_days)
+    share = np.divide(n_sold, n_open, out=np.zeros(n), where=n_open > 0)
+    p_emp = (n_open - n_sold + 0.5) / (n_open + 1.0)
+    s_e, _ = _trailing_sum(np.where(counted, e, 0.0), cfg.spread_days)
+    e_mean = np.divide(s_e, n_open, out=np.zeros(n), where=n_open > 0)
+    rel = np.clip(np.divide(e, e_mean, out=np.ones(n), where=e_mean > 0), 0.0, 2.0)
+    p0 = np.clip(np.exp(np.log(p_emp) * rel), 1e-12, 1.0)
+    usual = usable & (share >= cfg.stockout_share) & (n_open >= cfg.min_history)
+    brk = open_ & (x > 0)
+    last_brk = np.maximum.accumulate(np.where(brk, idx, -1))
+    ev = np.cumsum(np.where(zero, -np.log(p0), 0.0))
+    cnt = np.cumsum(zero.astype(float))
+    base_ev = np.where(last_brk >= 0, ev[np.maximum(last_brk, 0)], 0.0)
+    base_cnt = np.where(last_brk >= 0, cnt[np.maximum(last_brk, 0)], 0.0)
+    zeros_at = np.flatnonzero(zero)
+    pos = np.searchsorted(zeros_at, last_brk + 1)
+    run_start = np.where(pos < len(zeros_at), zeros_at[np.minimum(pos, len(zeros_at) - 1)], n)
+    alarm = (zero & (cnt - base_cnt >= 2) & (ev - base_ev >= cfg.stockout_evidence)
+             & usual[np.minimum(run_start, n - 1)] & (run_start < n))
+    hit = np.unique(run_start[alarm])
+    out = np.isin(run_start, hit) & ~brk & (run_start < n)
+    return {"alarm": alarm, "start": run_start, "evidence": ev - base_ev, "out": out, "p0": p0}
+
+
 def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: np.ndarray,
             counts: bool, is_total: bool, open_: np.ndarray, valid: np.ndarray,
-            promo: np.ndarray, gone: np.ndarray, cfg: SalesAnomalyConfig) -> list[dict]:
+            promo: np.ndarray, weekday: np.ndarray, cfg: SalesAnomalyConfig) -> list[dict]:
     """Multi-day events of one series, each from the days up to it: stock-outs (a run of open
     days without a sale, for a product that usually sells) and level shifts (a CUSUM of the
     likelihood ratio of a day at ``shift_up`` / ``shift_down`` x the expected value)."""
@@ -567,46 +607,25 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
     idx = np.arange(n)
     e = np.maximum(np.nan_to_num(e, nan=0.0), 0.0)
     a = np.maximum(alpha, ALPHA_MIN)
-    # -- probability of a day without a sale: the negative binomial's, or the series' own
-    # trailing share of open days without a sale when that is higher
     usable = valid & ~promo
-    counted = open_ & valid & ~gone  # earlier runs out of stock do not lower the share
-    sold_open = (counted & (x > 0)).astype(float)
-    n_open, _ = _trailing_sum(counted.astype(float), cfg.spread_days)
-    n_sold, _ = _trailing_sum(sold_open, cfg.spread_days)
-    share = np.divide(n_sold, n_open, out=np.zeros(n), where=n_open > 0)
-    p_emp = (n_open - n_sold + 0.5) / (n_open + 1.0)
-    # weekday-aware: a day expected to sell less is likelier empty (as for a Poisson count,
-    # log P(0) in proportion to the expected value), at most twice the log of the usual day's
-    s_e, _ = _trailing_sum(np.where(counted, e, 0.0), cfg.spread_days)
-    e_mean = np.divide(s_e, n_open, out=np.zeros(n), where=n_open > 0)
-    rel = np.clip(np.divide(e, e_mean, out=np.ones(n), where=e_mean > 0), 0.0, 2.0)
-    p0 = np.clip(np.exp(np.log(p_emp) * rel), 1e-12, 1.0)
-    usual = usable & (share >= cfg.stockout_share) & (n_open >= cfg.min_history)
     zero = open_ & (x <= 0)
     if zero.any():
-        brk = open_ & (x > 0)
-        last_brk = np.maximum.accumulate(np.where(brk, idx, -1))
-        ev = np.cumsum(np.where(zero, -np.log(p0), 0.0))
-        cnt = np.cumsum(zero.astype(float))
-        base_ev = np.where(last_brk >= 0, ev[np.maximum(last_brk, 0)], 0.0)
-        base_cnt = np.where(last_brk >= 0, cnt[np.maximum(last_brk, 0)], 0.0)
-        zeros_at = np.flatnonzero(zero)
-        pos = np.searchsorted(zeros_at, last_brk + 1)
-        run_start = np.where(pos < len(zeros_at), zeros_at[np.minimum(pos, len(zeros_at) - 1)], n)
-        days_so_far = cnt - base_cnt
-        alarm = (zero & (days_so_far >= 2) & (ev - base_ev >= cfg.stockout_evidence)
-                 & usual[np.minimum(run_start, n - 1)] & (run_start < n))
-        alive = ~brk
+        # Twice: the second time, the runs the first found do not lower the selling share.
+        out_runs = np.zeros(n, dtype=bool)
+        for _ in range(2):
+            runs = _empty_runs(x, weekday, open_ & valid & ~out_runs, open_, zero, usable, cfg)
+            out_runs = runs["out"]
+        alarm, run_start, ev_run = runs["alarm"], runs["start"], runs["evidence"]
         for st, t, last in _first_alarms(alarm, np.where(alarm | zero | ~open_, run_start, -1),
-                                         alive & (idx >= 0)):
+                                         ~(open_ & (x > 0))):
             span = slice(st, last + 1)
             days = int(zero[span].sum())
             out.append({"series_id": uid, "start": st, "detected": t, "last": last, "days": days,
                         "observed": float(x[span].sum()),
                         "expected": float(e[span][zero[span]].sum()),
-                        "evidence": float(ev[last] - base_ev[last]), "up": False,
+                        "evidence": float(ev_run[last]), "up": False,
                         "kind": "outage" if is_total else "stockout"})
+    p0 = runs["p0"] if zero.any() else np.ones(n)
     # -- level shifts
     stuck = open_ & (x <= 0) & (p0 < 0.5)  # a usual seller's empty days are a stock-out's
     incl = open_ & usable
@@ -716,16 +735,21 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     ups = valid & (xp > upper) & (yp > hi_y) & spikes
     if lumpy:
         # day totals with heavy tails (a customer's case is one day's units): a spike beats the
-        # last 13 weeks' highest ordinary day, a drop their lowest open day, weekday-adjusted
-        hi_seen, lo_seen = _trailing_extremes(x / np.maximum(w_of(sc), 1e-3), ~sc.unavailable
-                                              & ~closed & ~promo, cfg.spread_days)
-        wp = np.maximum(w_of(sc), 1e-3)[part]
-        ups &= xp > hi_seen[part] * wp
-        drops &= xp < lo_seen[part] * wp
+        # last 13 weeks' highest day, a drop their lowest open day
+        hi_seen, lo_seen = _trailing_extremes(x, ~sc.unavailable & ~closed & ~promo,
+                                              cfg.spread_days)
+        ups &= xp > hi_seen[part]
+        drops &= xp < lo_seen[part]
+        # and a spike is that many robust spreads of the selling days' log ratios out
+        e_all = np.nan_to_num(sc.expected, nan=0.0)
+        lr = np.log((x + 0.5) / (e_all + 0.5))
+        spread = _spread(np.where(~sc.unavailable & ~closed & (x > 0), lr, np.nan),
+                         cfg.spread_days, 0.05)
+        ups &= (lr >= cfg.lumpy_spreads * spread)[part]
     downs = valid & drops
     # Multi-day events: the shop's closed days neither break nor extend them.
-    events = _events(uid, x, sc.expected, sc.alpha, sc.spread, counts, is_total, ~closed,
-                     valid_all, promo, sc.unavailable, cfg)
+    events = _events(uid, x, sc.expected, sc.alpha_all, sc.spread, counts, is_total, ~closed,
+                     valid_all, promo, w_of(sc), cfg)
     # A day inside an event already found (and the event's first day) is the event's, not a
     # row of its own.
     taken_up = np.zeros(len(x), dtype=bool)
