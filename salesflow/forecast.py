@@ -99,7 +99,6 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -118,8 +117,14 @@ SELECTION_COLUMNS = ["selected_as_of", "series_id", "model", "state"]
 ADI_CUTOFF = 1.32
 
 SMOOTH_MODELS = ("SeasonalNaive", "ETS")
-HEAVY_MODELS = ("Theta", "MSTL", "Ensemble")
-INTERMITTENT_MODELS = ("CrostonSBA", "ADIDA", "IMAPA", "TSB", "Ensemble")
+# tried on smooth series with two years of history: a model of the series divided by its yearly
+# index (the weeks' level against the year's, from the years before); YearlyES is simple
+# exponential smoothing of that series less its weekday offsets (fast enough for every series)
+YEARLY_MODELS = ("YearlyES",)
+HEAVY_MODELS = ("Theta", "YearlyTheta", "MSTL")
+INTERMITTENT_MODELS = ("CrostonSBA", "ADIDA", "IMAPA", "TSB")
+# the statsforecast model a yearly-adjusted one fits on the adjusted series
+YEARLY_BASE = {"YearlyES": "SES", "YearlyETS": "ETS", "YearlyTheta": "Theta"}
 UNSTABLE_MODELS = ("SeasonalNaive", "SeasonalES", "SES", "TSB")
 # Always backtested, as the yardstick, even where it may not be chosen.
 REFERENCE_MODEL = "SeasonalNaive"
@@ -129,7 +134,7 @@ FLAT_MODELS = ("CrostonSBA", "ADIDA", "IMAPA", "TSB", "SES")
 # Simplest first: ties in the backtest go to the earlier name.
 SIMPLICITY = (
     "SeasonalNaive", "WindowAverage", "SeasonalWindowAverage", "SES", "SeasonalES", "CrostonSBA",
-    "TSB", "ADIDA", "IMAPA", "ETS", "Theta", "MSTL", "Ensemble",
+    "TSB", "ADIDA", "IMAPA", "ETS", "Theta", "YearlyES", "YearlyETS", "YearlyTheta", "MSTL",
 )
 
 
@@ -142,7 +147,15 @@ class ForecastConfig:
     min_train: int = 56
     heavy_top: int = 25
     light_input_size: int | None = 364
-    yearly_min_days: int = 2 * 365 + 28
+    # backtest windows on the same weeks 1, 2, ... years before the forecast (where the history
+    # holds them), besides the n_windows last ones
+    yearly_windows: int = 1
+    # history a series needs for the yearly models (MSTL: this much before every window)
+    yearly_min_days: int = 2 * 365
+    # ensembles: the mean of the best 2 .. ensemble_top candidates of the backtest
+    ensemble_top: int = 3
+    # the median is the conformal one or the mean (whole for counts), whichever the backtest prefers
+    median_choice: bool = True
     n_jobs: int = 1
     unstable_ratio: float = 2.0
     fallback_widen: float = 1.25
@@ -155,6 +168,7 @@ class ForecastConfig:
     ets_model: str = "ANA"
     theta_optimized: bool = False
     smooth_models: tuple[str, ...] = SMOOTH_MODELS
+    yearly_models: tuple[str, ...] = YEARLY_MODELS
     heavy_models: tuple[str, ...] = HEAVY_MODELS
     intermittent_models: tuple[str, ...] = INTERMITTENT_MODELS
     unstable_models: tuple[str, ...] = UNSTABLE_MODELS
@@ -256,8 +270,15 @@ def build_series(
 
 # --------------------------------------------------------------------------- models
 
-def _model(name: str, cfg: ForecastConfig, n: int | None = None):
+def _model(name: str, cfg: ForecastConfig, n: int | None = None, alias: str | None = None):
     from statsforecast import models as m
+
+    if name in YEARLY_BASE:
+        return _model(YEARLY_BASE[name], cfg, n, alias=alias or name)
+    if alias is not None and alias != name:
+        model = _model(name, cfg, n)
+        model.alias = alias
+        return model
 
     if name == "SeasonalNaive":
         return m.SeasonalNaive(7, alias=name)
@@ -295,9 +316,35 @@ def _model(name: str, cfg: ForecastConfig, n: int | None = None):
 
 def _limited(name: str, cfg: ForecastConfig) -> int | None:
     """Training days a model sees (None: the whole history)."""
-    if name in ("ETS", "Theta") and cfg.light_input_size:
+    if name in ("ETS", "Theta", "YearlyETS", "YearlyTheta") and cfg.light_input_size:
         return cfg.light_input_size
+    if name == "SeasonalNaive":
+        return 28
     return None
+
+
+def _yearly_index(y: np.ndarray) -> np.ndarray | None:
+    """The level of each day of the year against the year's, by position ``t % 364`` from the
+    start of ``y`` (so that weekdays stay aligned): the centred 28-day mean over the centred
+    364-day mean, averaged over the years ``y`` holds. Positions without a full year around them
+    get 1. None when ``y`` is shorter than a year and two months."""
+    n = len(y)
+    if n < 364 + 56:
+        return None
+    trend = np.convolve(y, np.ones(364) / 364, "valid")
+    local = np.convolve(y, np.ones(28) / 28, "valid")
+    t = np.arange(182, n - 181)
+    tr, lo = trend[t - 182], local[t - 14]
+    ok = tr > 0
+    if not ok.any():
+        return None
+    phase = t[ok] % 364
+    sums = np.bincount(phase, weights=lo[ok] / tr[ok], minlength=364)
+    cnt = np.bincount(phase, minlength=364)
+    s = np.where(cnt > 0, sums / np.maximum(cnt, 1), 1.0)
+    if cnt.min() > 0:
+        s = s / s.mean()
+    return np.clip(s, 0.2, 5.0)
 
 
 # --------------------------------------------------------------------------- profile
@@ -310,6 +357,7 @@ class _Profile:
     cv2: float
     kind: str  # smooth, intermittent, short
     windows: int = 0
+    origins: tuple[int, ...] = ()  # training lengths of the backtest windows, oldest first
     heavy: bool = False
     yearly: bool = False
     unstable: bool = False
@@ -369,18 +417,28 @@ def _shrunk_profile(own: np.ndarray, pooled: np.ndarray, strength: float) -> np.
 
 
 def _shift(y: np.ndarray, uid: str, ratio: float) -> tuple[bool, float]:
-    """Level shift of the last 28 days against the 84 before: (significant, ratio)."""
+    """Level shift of the last 28 days against the 84 before, relative to the same days a year
+    earlier where the history holds them (a December rise that came last year too is the
+    season, not a shift): (significant, ratio)."""
     if len(y) < 112:
         return False, 1.0
     recent, before = float(np.sum(y[-28:])), float(np.sum(y[-112:-28]))
     shift = (recent / 28 + 1e-9) / (before / 84 + 1e-9)
-    if not (shift > ratio or shift < 1.0 / ratio) or recent + before <= 0:
+    usual = 1.0
+    if len(y) >= 112 + 364:
+        last, last_before = float(np.sum(y[-392:-364])), float(np.sum(y[-476:-392]))
+        if last > 0 and last_before > 0:
+            usual = (last / 28) / (last_before / 84)
+    rel = shift / usual
+    if not (rel > ratio or rel < 1.0 / ratio) or recent + before <= 0:
         return False, shift
     if uid == TOTAL:
         return True, shift
-    # Units come in multi-packs: a dispersion of 2 over a binomial split of the 112 days' units.
+    # Units come in multi-packs: a dispersion of 2 over a binomial split of the 112 days' units,
+    # the last 28 days' expected share being what the year before had (a quarter without it).
     n = recent + before
-    z = (recent - 0.25 * n) / math.sqrt(n * 0.25 * 0.75 * 2.0)
+    p = usual / (usual + 3.0)
+    z = (recent - p * n) / math.sqrt(n * p * (1 - p) * 2.0)
     return abs(z) > 3.0, shift
 
 
@@ -402,6 +460,10 @@ def _profiles(groups: dict[str, np.ndarray], starts: dict[str, pd.Timestamp],
         else:
             kind = "intermittent" if adi >= ADI_CUTOFF else "smooth"
         prof = _Profile(uid, n, adi, cv2, kind, windows)
+        if windows:
+            yearly = [n - 364 * k for k in range(cfg.yearly_windows, 0, -1)
+                      if n - 364 * k >= cfg.min_train and n - 364 * k + h <= n - windows * h]
+            prof.origins = tuple(yearly) + tuple(n - k * h for k in range(windows, 0, -1))
         prof.scale = _snaive_scale(y[: n - windows * h] if windows else y)
         prof.scale2 = _snaive_rms(y[: n - windows * h] if windows else y)
         prof.floor = _floor(y)
@@ -426,17 +488,16 @@ def _profiles(groups: dict[str, np.ndarray], starts: dict[str, pd.Timestamp],
             cands = list(cfg.intermittent_models)
         else:
             cands = list(cfg.smooth_models)
+            prof.yearly = prof.n >= cfg.yearly_min_days
+            if prof.yearly:
+                cands += list(cfg.yearly_models)
             if uid in heavy:
                 prof.heavy = True
-                prof.yearly = prof.n - prof.windows * h >= cfg.yearly_min_days
-                cands += [c for c in cfg.heavy_models if c != "MSTL" or prof.yearly]
-        base = [c for c in cands if c != "Ensemble"]
-        if "Ensemble" in cands:
-            prof.members = tuple(c for c in base if c != "SeasonalNaive")
-            if len(prof.members) < 2:
-                cands.remove("Ensemble")
-        prof.candidates = tuple(dict.fromkeys(c for c in cands if c != "Ensemble")) + (
-            ("Ensemble",) if "Ensemble" in cands else ())
+                # statsmodels' STL needs two full years before every window
+                mstl = min(prof.origins) >= cfg.yearly_min_days
+                cands += [c for c in cfg.heavy_models
+                          if (c != "MSTL" or mstl) and (c not in YEARLY_BASE or prof.yearly)]
+        prof.candidates = tuple(dict.fromkeys(cands))
         prof.tested = tuple(dict.fromkeys((REFERENCE_MODEL, *prof.candidates)))
     return out
 
@@ -446,64 +507,110 @@ def _floor(y: np.ndarray) -> float:
     return float(np.mean(pos)) * 0.05 + 1e-6 if len(pos) else 1.0
 
 
-def _label(name: str, prof: _Profile) -> str:
-    return f"Ensemble({'+'.join(prof.members)})" if name == "Ensemble" else name
+def _label(name: str, prof: _Profile | None = None) -> str:
+    return name
+
+
+def _members(name: str) -> tuple[str, ...]:
+    """The models of ``name``: ``Ensemble(A+B)`` is the mean of A and B."""
+    if name.startswith("Ensemble(") and name.endswith(")"):
+        return tuple(name[len("Ensemble("):-1].split("+"))
+    return (name,)
+
+
+def _simplicity(name: str) -> int:
+    members = _members(name)
+    if len(members) > 1:
+        return len(SIMPLICITY) + len(members)
+    return SIMPLICITY.index(name) if name in SIMPLICITY else len(SIMPLICITY)
 
 
 # --------------------------------------------------------------------------- backtest
-
-def _frame(groups: dict[str, np.ndarray], starts: dict[str, pd.Timestamp], uids: Iterable[str],
-           last: int | None = None) -> pd.DataFrame:
-    parts = []
-    for uid in uids:
-        y = groups[uid]
-        ds = pd.date_range(starts[uid], periods=len(y), freq="D")
-        if last is not None and len(y) > last:
-            y, ds = y[-last:], ds[-last:]
-        parts.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": y}))
-    return pd.concat(parts, ignore_index=True)
-
 
 def _adjust(name: str, f: np.ndarray, dow: np.ndarray, weekday: np.ndarray) -> np.ndarray:
     f = np.clip(np.where(np.isfinite(f), f, np.nan), 0.0, None)
     return f * weekday[dow] if name in FLAT_MODELS else f
 
 
-def _backtests(groups, starts, profiles: dict[str, _Profile], cfg: ForecastConfig):
-    """``{uid: {model: (y[W, h], f[W, h])}}`` from rolling-origin cross-validation."""
+def _paths(groups: dict[str, np.ndarray], starts: dict[str, pd.Timestamp],
+           jobs: dict[str, list[tuple[str, int]]], weekday: dict[str, np.ndarray],
+           cfg: ForecastConfig) -> dict[tuple[str, int, str], np.ndarray]:
+    """``{(uid, t, model): f}``: each model's forecast of the ``horizon`` days after the first
+    ``t`` days of each series it is asked for, fitted on those days only. A model's fits run in
+    one ``StatsForecast`` call."""
     from statsforecast import StatsForecast
 
-    jobs: dict[tuple, list[str]] = {}
-    for uid, prof in profiles.items():
-        for name in prof.tested:
-            if name != "Ensemble":
-                jobs.setdefault((name, prof.windows, _limited(name, cfg)), []).append(uid)
-    merged: dict[tuple, list[str]] = {}
-    for (name, windows, size), uids in sorted(jobs.items(), key=lambda kv: str(kv[0])):
-        merged.setdefault((windows, size, tuple(uids)), []).append(name)
-    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     h = cfg.horizon
-    for (windows, size, uids), names in merged.items():
-        sf = StatsForecast(models=[_model(nm, cfg) for nm in names], freq="D", n_jobs=cfg.n_jobs,
+    out: dict[tuple[str, int, str], np.ndarray] = {}
+    for name, pairs in sorted(jobs.items()):
+        if not pairs:
+            continue
+        if name in FALLBACK_MODELS:
+            for uid, t in pairs:
+                out[(uid, t, name)] = _fallback_path(groups[uid][:t], name, h)
+            continue
+        size = _limited(name, cfg)
+        ys, factors = [], []
+        for uid, t in pairs:
+            y = groups[uid][:t]
+            factor = None
+            if name in YEARLY_BASE:
+                index = _yearly_index(y)
+                mult = np.ones(h) if index is None else index[np.arange(t, t + h) % 364]
+                if index is not None:
+                    y = y / index[np.arange(t) % 364]
+                add = np.zeros(h)
+                if name == "YearlyES":
+                    # weekday offsets of the last (up to) 364 days, by position t % 7
+                    k = min(t, 364)
+                    pos = np.arange(t - k, t) % 7
+                    offset = (np.bincount(pos, weights=y[-k:], minlength=7)
+                              / np.maximum(np.bincount(pos, minlength=7), 1)) - np.mean(y[-k:])
+                    y = y - offset[np.arange(t) % 7]
+                    add = offset[np.arange(t, t + h) % 7]
+                factor = (add, mult)
+            ys.append(y[-size:] if size else y)
+            factors.append(factor)
+        lens = np.fromiter((len(y) for y in ys), int, len(ys))
+        df = pd.DataFrame({
+            "unique_id": np.repeat(np.arange(len(pairs)), lens),
+            "ds": np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens),
+            "y": np.concatenate(ys),
+        })
+        sf = StatsForecast(models=[_model(name, cfg)], freq=1, n_jobs=cfg.n_jobs,
                            fallback_model=_model("SeasonalNaive", cfg))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cv = sf.cross_validation(h=h, df=_frame(groups, starts, uids), n_windows=windows,
-                                     step_size=h, input_size=size)
-        cv = cv.sort_values(["unique_id", "cutoff", "ds"], kind="stable")
-        y = cv["y"].to_numpy(float).reshape(-1, windows, h)
-        dow = cv["ds"].dt.dayofweek.to_numpy().reshape(-1, windows, h)
-        uid_order = cv["unique_id"].to_numpy()[:: windows * h]
-        for name in names:
-            f = cv[name].to_numpy(float).reshape(-1, windows, h)
-            for i, uid in enumerate(uid_order):
-                out.setdefault(uid, {})[name] = (y[i], _adjust(name, f[i], dow[i],
-                                                                  profiles[uid].weekday))
+            fc = sf.forecast(h=h, df=df)
+        fc = fc.sort_values(["unique_id", "ds"], kind="stable")
+        vals = fc[name].to_numpy(float).reshape(-1, h)
+        for i, v in zip(fc["unique_id"].to_numpy()[::h], vals):
+            uid, t = pairs[i]
+            if factors[i] is not None:
+                v = (v + factors[i][0]) * factors[i][1]
+            dow = (starts[uid].dayofweek + t + np.arange(h)) % 7
+            v = _adjust(name, v, dow, weekday[uid])
+            out[(uid, t, name)] = np.where(np.isfinite(v), v, 0.0)
+    return out
+
+
+def _backtests(groups, starts, profiles: dict[str, _Profile], cfg: ForecastConfig):
+    """``{uid: {model: (y[W, h], f[W, h])}}``: every tested model at each backtest origin of
+    the series (``_Profile.origins``), each forecasting the next ``horizon`` days."""
+    h = cfg.horizon
+    jobs: dict[str, list[tuple[str, int]]] = {}
+    for uid in sorted(profiles):
+        prof = profiles[uid]
+        for name in prof.tested:
+            jobs.setdefault(name, []).extend((uid, t) for t in prof.origins)
+    paths = _paths(groups, starts, jobs, {u: p.weekday for u, p in profiles.items()}, cfg)
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for uid, prof in profiles.items():
-        if "Ensemble" in prof.tested:
-            runs = out[uid]
-            y = runs[prof.members[0]][0]
-            out[uid]["Ensemble"] = (y, np.mean([runs[m][1] for m in prof.members], axis=0))
+        if not prof.tested:
+            continue
+        y = np.stack([groups[uid][t:t + h] for t in prof.origins])
+        out[uid] = {name: (y, np.stack([paths[(uid, t, name)] for t in prof.origins]))
+                    for name in prof.tested}
     return out
 
 
@@ -555,7 +662,10 @@ def _bands(f: np.ndarray, nf: np.ndarray, q: dict) -> dict[str, np.ndarray]:
     hi80 = np.maximum(upper(h80), f)
     lo95 = np.minimum(np.maximum(lower(l95), 0.0), lo80)
     hi95 = np.maximum(upper(h95), hi80)
-    mid = upper(q[50]) if q.get("count") else f + q[50] * nf
+    if q.get("plain"):
+        mid = np.round(f) if q.get("count") or q.get("round") else f
+    else:
+        mid = upper(q[50]) if q.get("count") else f + q[50] * nf
     if q.get("round"):
         lo80, lo95 = np.floor(lo80 + 1e-9), np.floor(lo95 + 1e-9)
         hi80, hi95 = np.ceil(hi80 - 1e-9), np.ceil(hi95 - 1e-9)
@@ -574,6 +684,7 @@ class _Score:
     smape: float      # of the mean (yhat)
     cov80: float
     cov95: float
+    plain_median: bool = False  # the median is the mean (rounded for a count)
 
     def key(self, on: str) -> float:
         return {"mase": self.mase, "rmsse": self.rmsse, "mase_mean": self.mase_mean}[on]
@@ -625,47 +736,29 @@ def _score(y: np.ndarray, f: np.ndarray, prof: _Profile, cfg: ForecastConfig) ->
         return _Score(math.inf, math.inf, math.inf, math.inf, math.nan, math.nan)
     nf = _norm(f, cfg.scale_mode, prof.floor)
     med = np.empty_like(f)
+    plain = np.empty_like(f)
     hits: dict[int, list] = {level: [] for level in LEVELS}
     for k in range(y.shape[0]):
         # window k's band and median from the errors of the other windows only
         rest = [np.delete(a, k, axis=0) for a in (y, f, nf)]
         b = _bands(f[k], nf[k], _quantiles(*rest, prof.count))
         med[k] = b["yhat_p50"]
+        plain[k] = np.maximum(np.clip(np.round(f[k]) if prof.count else f[k], b["yhat_lo_80"],
+                                      b["yhat_hi_80"]), 0.0)
         for level in LEVELS:
             hits[level].append((y[k] >= b[f"yhat_lo_{level}"] - 1e-9)
                                & (y[k] <= b[f"yhat_hi_{level}"] + 1e-9))
     cov = {level: float(np.mean(np.concatenate(hits[level]))) for level in LEVELS}
     mase = float(np.mean(np.mean(np.abs(y - med), axis=1) / prof.scale))
+    mase_plain = float(np.mean(np.mean(np.abs(y - plain), axis=1) / prof.scale))
     mase_mean = float(np.mean(np.mean(np.abs(y - f), axis=1) / prof.scale))
     rmsse = float(np.mean(np.sqrt(np.mean(np.square(y - f), axis=1)) / prof.scale2))
-    return _Score(mase, rmsse, mase_mean, _smape(y, f), cov[80], cov[95])
+    plain_median = cfg.median_choice and mase_plain < mase
+    return _Score(mase_plain if plain_median else mase, rmsse, mase_mean, _smape(y, f), cov[80],
+                  cov[95], plain_median)
 
 
 # --------------------------------------------------------------------------- forecast
-
-def _fit_predict(groups, starts, needs: dict[str, list[str]], weekday: dict[str, np.ndarray],
-                 cfg: ForecastConfig, dow: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
-    from statsforecast import StatsForecast
-
-    out = {}
-    h = cfg.horizon
-    for name, uids in sorted(needs.items()):
-        if name in FALLBACK_MODELS:
-            for uid in uids:
-                out[(uid, name)] = _fallback_path(groups[uid], name, h)
-            continue
-        sf = StatsForecast(models=[_model(name, cfg)], freq="D", n_jobs=cfg.n_jobs,
-                           fallback_model=_model("SeasonalNaive", cfg))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fc = sf.forecast(h=h, df=_frame(groups, starts, uids, last=_limited(name, cfg)))
-        fc = fc.sort_values(["unique_id", "ds"], kind="stable")
-        vals = fc[name].to_numpy(float).reshape(-1, h)
-        for uid, v in zip(fc["unique_id"].to_numpy()[::h], vals):
-            v = _adjust(name, v, dow, weekday[uid])
-            out[(uid, name)] = np.where(np.isfinite(v), v, 0.0)
-    return out
-
 
 def _fallback_path(y: np.ndarray, name: str, h: int) -> np.ndarray:
     """The next ``h`` days of a fallback model: the mean of the last 28 days, or of each weekday
@@ -700,11 +793,12 @@ def _state(prof: _Profile, name: str, q: dict) -> str:
     """What ``predict`` needs of a series besides its history, as JSON."""
     return json.dumps({
         "name": name, "label": _label(name, prof), "kind": prof.kind,
-        "members": list(prof.members if name == "Ensemble" else (name,)),
+        "members": list(_members(name)),
         "count": bool(prof.count), "floor": float(prof.floor),
         "weekday": [float(v) for v in prof.weekday],
         "q": {"80": list(q[80]), "95": list(q[95]), "50": float(q[50]),
-              "count": bool(q.get("count")), "round": bool(q.get("round"))},
+              "count": bool(q.get("count")), "round": bool(q.get("round")),
+              "plain": bool(q.get("plain"))},
     }, allow_nan=True)
 
 
@@ -712,7 +806,7 @@ def _load_state(text: str) -> dict:
     st = json.loads(text)
     q = st["q"]
     st["q"] = {80: tuple(q["80"]), 95: tuple(q["95"]), 50: q["50"], "count": q["count"],
-               "round": q["round"]}
+               "round": q["round"], "plain": q.get("plain", False)}
     st["weekday"] = np.asarray(st["weekday"], float)
     return st
 
@@ -751,18 +845,30 @@ def select(
             continue
         runs = tests[uid]
         scores = {nm: _score(*runs[nm], prof, cfg) for nm in prof.tested}
-        best = min(prof.candidates, key=lambda nm: (round(scores[nm].key(cfg.select_on), 9),
-                                                     SIMPLICITY.index(nm)))
+
+        def rank(nm):
+            return round(scores[nm].key(cfg.select_on), 9), _simplicity(nm)
+
+        # ensembles: the mean of the best two, three, ... candidates, scored like the others
+        top = sorted(prof.candidates, key=rank)
+        tested = list(prof.tested)
+        for k in range(2, min(cfg.ensemble_top, len(top)) + 1):
+            nm = f"Ensemble({'+'.join(sorted(top[:k], key=_simplicity))})"
+            runs[nm] = (runs[top[0]][0], np.mean([runs[m][1] for m in top[:k]], axis=0))
+            scores[nm] = _score(*runs[nm], prof, cfg)
+            tested.append(nm)
+        best = min([*prof.candidates, *tested[len(prof.tested):]], key=rank)
         y_b, f_b = runs[best]
         nf_b = _norm(f_b, cfg.scale_mode, prof.floor)
         q = _quantiles(y_b, f_b, nf_b, prof.count)
+        q["plain"] = scores[best].plain_median
         if prof.unstable:
             last = _quantiles(y_b[-1], f_b[-1], nf_b[-1], prof.count)
             for level in LEVELS:
                 q[level] = (min(q[level][0], last[level][0]), max(q[level][1], last[level][1]))
         sel.append((as_of_date, uid, _label(best, prof), _state(prof, best, q)))
         reason = _reason(prof, best, scores)
-        for nm in prof.tested:
+        for nm in tested:
             s = scores[nm]
             rows.append((as_of_date, uid, _label(nm, prof), _num(s.mase), _num(s.rmsse),
                          _num(s.smape), s.cov80, s.cov95, nm == best,
@@ -792,21 +898,19 @@ def predict(
               if str(r.series_id) in groups}
     if not states:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
-    groups = {uid: groups[uid] for uid in states}
-    needs: dict[str, list[str]] = {}
+    jobs: dict[str, list[tuple[str, int]]] = {}
     for uid in sorted(states):
         for member in states[uid]["members"]:
-            needs.setdefault(member, []).append(uid)
+            jobs.setdefault(member, []).append((uid, len(groups[uid])))
     days = pd.date_range(end + pd.Timedelta(days=1), periods=cfg.horizon, freq="D")
-    dow = days.dayofweek.to_numpy()
     weekday = {uid: st["weekday"] for uid, st in states.items()}
-    paths = _fit_predict(groups, starts, needs, weekday, cfg, dow)
+    paths = _paths(groups, starts, jobs, weekday, cfg)
 
     out = []
     day_list = [d.date() for d in days]
     for uid in sorted(states):
         st = states[uid]
-        f = np.mean([paths[(uid, m)] for m in st["members"]], axis=0)
+        f = np.mean([paths[(uid, len(groups[uid]), m)] for m in st["members"]], axis=0)
         nf = _norm(f, cfg.scale_mode, st["floor"])
         out.append(pd.DataFrame({
             "as_of": as_of_date, "series_id": uid, "ds": day_list, "yhat": f,
@@ -895,21 +999,25 @@ def _short_choice(as_of_date, y: np.ndarray, prof: _Profile, cfg: ForecastConfig
 
 def _reason(prof: _Profile, best: str, scores: dict[str, _Score]) -> str:
     ref = scores.get("SeasonalNaive")
-    text = (f"{prof.kind} (ADI {prof.adi:.2f}, CV² {prof.cv2:.2f}), {prof.windows} backtest "
-            f"windows: {_label(best, prof)} MASE {scores[best].mase:.3f} (median), "
+    earlier = len(prof.origins) - prof.windows
+    windows = f"{prof.windows} backtest windows" + (
+        f" and {earlier} on the same weeks of earlier years" if earlier else "")
+    median = "median = mean" if scores[best].plain_median else "median"
+    text = (f"{prof.kind} (ADI {prof.adi:.2f}, CV² {prof.cv2:.2f}), {windows}: "
+            f"{_label(best, prof)} MASE {scores[best].mase:.3f} ({median}), "
             f"RMSSE {scores[best].rmsse:.3f} (mean)")
     if ref is not None and best != "SeasonalNaive":
         text += f" vs SeasonalNaive {ref.mase:.3f}, {ref.rmsse:.3f}"
     if prof.unstable:
         text = (f"unstable: last 28 days at {prof.shift:.2f}x the level of the 84 days before; "
                 f"adaptive models only, bands at least as wide as the last window's errors; {text}")
-    elif prof.heavy and not prof.yearly:
-        text += "; MSTL not tried (less than two years before the first backtest origin)"
+    elif prof.kind == "smooth" and not prof.yearly:
+        text += "; yearly models not tried (less than two years of history)"
     return text
 
 
 def _other_reason(name: str, best: str, scores: dict[str, _Score], prof: _Profile) -> str:
-    if name not in prof.candidates:
+    if name not in prof.candidates and not name.startswith("Ensemble("):
         return (f"reference only for {prof.kind} series: MASE {scores[name].mase:.3f} vs "
                 f"{_label(best, prof)} {scores[best].mase:.3f}")
     return f"not chosen: MASE {scores[name].mase:.3f} vs {_label(best, prof)} {scores[best].mase:.3f}"

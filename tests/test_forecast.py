@@ -228,7 +228,7 @@ def test_rmsse_and_median_mase_on_a_hand_example():
     prof = _Profile("X", 100, 1.0, 0.0, "smooth", 2, scale=2.0, scale2=2.0, floor=1.0)
     y = np.array([[1.0, 2.0], [3.0, 4.0]])
     f = np.array([[1.0, 1.0], [1.0, 1.0]])
-    s = _score(y, f, prof, ForecastConfig(count_bands=False))
+    s = _score(y, f, prof, ForecastConfig(count_bands=False, median_choice=False))
     # per window: sqrt((0 + 1) / 2) and sqrt((4 + 9) / 2), averaged, over the scale 2
     assert s.rmsse == pytest.approx((np.sqrt(0.5) + np.sqrt(6.5)) / 2 / 2.0)
     assert s.mase_mean == pytest.approx((0.5 + 2.5) / 2 / 2.0)
@@ -238,6 +238,9 @@ def test_rmsse_and_median_mase_on_a_hand_example():
     # 1 + 3 = 4); window 1 gets 0.5/sqrt2, so 1.5
     med = np.array([[3.5, 3.5], [1.5, 1.5]])
     assert s.mase == pytest.approx(np.mean(np.mean(np.abs(y - med), axis=1)) / 2.0)
+    # with the choice of median, the mean itself scores better here (MASE 0.75 against 1.0)
+    chosen = _score(y, f, prof, ForecastConfig(count_bands=False))
+    assert chosen.plain_median and chosen.mase == pytest.approx(s.mase_mean) == 0.75
 
 
 def test_count_bands_are_whole_numbers_that_hold_the_zero_days():
@@ -350,3 +353,61 @@ def test_predict_from_a_stored_selection_equals_forecast_and_refits_on_later_day
     before = fc[fc["series_id"] == "WEEKLY-1"]["yhat"].mean()
     after = fc3[fc3["series_id"] == "WEEKLY-1"]["yhat"].mean()
     assert after > 1.1 * before
+
+
+# -- yearly season, earlier years' windows and ensembles --------------------------------------
+def _december_peak(uid: str, end: date, years: int = 3, seed: int = 21) -> pd.DataFrame:
+    """A sku selling about 10 units a day, 30 from 25 November to 24 December every year."""
+    rng = np.random.default_rng(seed)
+    ds = _days(365 * years, end)
+    peak = ((ds.month == 11) & (ds.day >= 25)) | ((ds.month == 12) & (ds.day <= 24))
+    lam = np.where(peak, 30.0, 10.0) * WEEKLY[ds.dayofweek] / WEEKLY.mean()
+    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(lam).astype(float)})
+
+
+def test_a_december_peak_is_backtested_on_last_december_and_forecast_by_a_yearly_model():
+    from salesflow.forecast import ForecastConfig
+
+    as_of = date(2025, 11, 30)
+    s = _december_peak("GIFT", as_of)
+    # not only the biggest series: every series with two years of history gets yearly models
+    fc, bt = forecast(s, as_of, 28, config=ForecastConfig(heavy_top=0))
+    row = bt[bt["chosen"]].iloc[0]
+    # the four windows of August to November and the same weeks of last year
+    assert "4 backtest windows and 1 on the same weeks of earlier years" in row["reason"]
+    assert "Yearly" in row["model"] or "MSTL" in row["model"]
+    assert {"YearlyES", "ETS"} <= set(bt["model"])
+    scores = bt.set_index("model")["mase"]
+    assert scores[row["model"]] < scores["ETS"]  # ETS cannot see last December
+    hist = s.set_index("ds")["y"]
+    november = hist[pd.Timestamp("2025-11-01"):pd.Timestamp("2025-11-24")].mean()
+    days = pd.to_datetime(fc["ds"])
+    peak = fc.loc[(days >= pd.Timestamp("2025-12-03")) & (days <= pd.Timestamp("2025-12-22")), "yhat"]
+    assert peak.mean() > 2.0 * november  # the forecast rises with the season
+
+
+def test_a_yearly_rise_seen_the_year_before_is_not_an_unstable_level_shift():
+    as_of = date(2025, 12, 20)
+    fc, bt = forecast(_december_peak("GIFT", as_of), as_of, 28)
+    row = bt[bt["chosen"]].iloc[0]
+    assert row["reason"].startswith("smooth"), row["reason"]
+
+
+def test_ensembles_are_the_backtest_s_best_candidates_and_chosen_only_when_they_score_best(result):
+    _, bt = result
+    for uid, g in bt[~bt["reason"].str.startswith("short")].groupby("series_id"):
+        singles = g[~g["model"].str.startswith("Ensemble(")
+                    & ~g["reason"].str.startswith("reference only")]
+        ens = g[g["model"].str.startswith("Ensemble(")]
+        assert len(ens) >= 1, uid
+        mase = singles.set_index("model")["mase"]
+        ranked = np.sort(mase.to_numpy())
+        sizes = {len(label.split("+")) for label in ens["model"]}
+        assert sizes == set(range(2, min(3, len(mase)) + 1)), (uid, sizes)
+        for label in ens["model"]:
+            members = label[len("Ensemble("):-1].split("+")
+            # the mean of the best two (three) single candidates of the backtest (ties aside)
+            assert len(set(members)) == len(members) and set(members) <= set(mase.index)
+            assert mase[members].max() <= ranked[len(members) - 1] + 1e-9, (uid, label, mase)
+        chosen = g[g["chosen"]].iloc[0]
+        assert chosen["mase"] <= g["mase"][~g["reason"].str.startswith("reference only")].min() + 1e-9
