@@ -1,6 +1,17 @@
 """The daily run of the ML assets (forecasts and anomalies) on the demo shop, timed.
 
     .venv/bin/python benchmarks/ml_daily.py [--rounds 3] [--n-jobs 1] [--seed 42]
+    .venv/bin/python benchmarks/ml_daily.py --fallbacks
+
+``--fallbacks`` scores the fallback forecasts instead (``salesflow.forecast_fallback``: the
+catalogue's skus that ``build_series`` leaves out) at three origins on Online Retail (a quarter
+apart; no categories), Superstore per product (six months apart; categories: its
+sub-categories; the catalogue is every product of the four years, so products first sold after
+an origin count as never sold) and the demo shop (a quarter apart; its categories; the same
+holds for its later launches), against the 28 days after each origin: per kind of fallback (new, rarely
+sold, inactive, never sold), the skus, the forecast and actual units over the 28 days and the
+bias of the mean ((forecast - actual) / actual), and the share of sku-days inside the 80% and
+95% bands (the share of zero days beside them: a band of {0} holds all of those).
 
 The warehouse is the demo shop of ``make run`` (seed 42, 760 days to 2025-06-30, 300 products,
 120 orders a day), written straight into the marts the assets read (``marts.daily_sales``,
@@ -112,12 +123,82 @@ def run_day(path: Path, day: date, n_jobs: int) -> dict:
             "anomalies_step_s": steps.get("ml__sales_anomalies", steps.get("sales_anomalies")), **meta}
 
 
+def _fallback_datasets():
+    import pandas as pd
+
+    from emulator.demo import generate_demo
+    from emulator.online_retail import convert, read_export
+    from salesflow.datasets import daily_frames, read_superstore
+
+    data = ROOT.parent / "shared" / "data"
+    conv = convert(read_export(data / "online_retail" / "online_retail.csv.gz"))
+    s = conv.sales
+    lines = pd.DataFrame({"sale_date": pd.to_datetime(s["sale_ts"]).dt.normalize(), "sale_id": s["sale_id"],
+                          "sku": s["sku"], "quantity": s["quantity"].astype(int),
+                          "revenue": s["quantity"].astype(float) * s["unit_price"].astype(float)})
+    yield ("Online Retail", *daily_frames(lines), pd.DataFrame({"sku": conv.products["sku"], "category": None}),
+           ("2011-05-15", "2011-08-13", "2011-11-11"))
+    path = data / "superstore" / "superstore_9994_2016-2019.csv"
+    raw = pd.read_csv(path, encoding="utf-8-sig", usecols=["Product ID", "Sub-Category"], dtype=str)
+    cat = raw.drop_duplicates("Product ID").rename(columns={"Product ID": "sku", "Sub-Category": "category"})
+    yield ("Superstore per product", *daily_frames(read_superstore(path)), cat,
+           ("2018-12-03", "2019-06-03", "2019-12-02"))
+    end = DEMO["end"]
+    shop = generate_demo(DEMO["seed"], START, end, n_products=DEMO["products"],
+                         orders_per_day=DEMO["orders_per_day"])
+    s = shop.sales
+    lines = pd.DataFrame({"sale_date": s["sale_ts"].dt.normalize(), "sale_id": s["sale_id"], "sku": s["sku"],
+                          "quantity": s["quantity"], "revenue": (s["quantity"] * s["unit_price"]).round(2)})
+    yield ("demo shop", *daily_frames(lines, START, end), shop.products[["sku", "category"]],
+           ("2024-12-01", "2025-03-01", "2025-06-02"))
+
+
+def fallbacks() -> int:
+    import numpy as np
+    import pandas as pd
+
+    from salesflow import forecast
+    from salesflow.forecast_fallback import fallback_forecast
+
+    print("| dataset | origin | fallback | skus | forecast units | actual units | bias of the mean | "
+          "80% band holds | 95% band holds | zero days |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, daily, product_daily, catalogue, origins in _fallback_datasets():
+        pd_all = product_daily.assign(sale_date=pd.to_datetime(product_daily["sale_date"]))
+        for origin in origins:
+            as_of = pd.Timestamp(origin)
+            hist = pd_all[pd_all["sale_date"] <= as_of]
+            modelled = set(forecast.build_series(daily, hist, as_of)["unique_id"])
+            t0 = time.perf_counter()
+            fc, cov = fallback_forecast(hist, catalogue, modelled, as_of, 28)
+            seconds = time.perf_counter() - t0
+            future = pd_all[(pd_all["sale_date"] > as_of) & (pd_all["sale_date"] <= as_of + pd.Timedelta(days=28))]
+            actual = future.groupby(["sku", "sale_date"])["units"].sum()
+            f = fc.assign(ds=pd.to_datetime(fc["ds"]))
+            f["y"] = actual.reindex(pd.MultiIndex.from_arrays([f["series_id"], f["ds"]])).fillna(0).to_numpy()
+            kind = cov.set_index("series_id")["reason"].str.split(":").str[0]
+            f["kind"] = kind.reindex(f["series_id"]).to_numpy()
+            none = int((cov["status"] == "none").sum())
+            for label, g in [("all", f), *sorted(f.groupby("kind"))]:
+                bias = (g["yhat"].sum() - g["y"].sum()) / g["y"].sum() if g["y"].sum() else float("nan")
+                held = {lv: np.mean((g["y"] >= g[f"yhat_lo_{lv}"]) & (g["y"] <= g[f"yhat_hi_{lv}"])) for lv in (80, 95)}
+                print(f"| {name} | {origin} | {label} | {g['series_id'].nunique()} | {g['yhat'].sum():.0f} | "
+                      f"{g['y'].sum():.0f} | {bias:+.1%} | {held[80]:.1%} | {held[95]:.1%} | "
+                      f"{np.mean(g['y'] == 0):.1%} |")
+            print(f"| {name} | {origin} | (no forecast: {none} skus; modelled: {len(modelled)}; "
+                  f"fallbacks computed in {seconds:.2f} s) | | | | | | | |", flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=DEMO["seed"])
+    ap.add_argument("--fallbacks", action="store_true", help="score the fallback forecasts instead")
     args = ap.parse_args()
+    if args.fallbacks:
+        return fallbacks()
     end = DEMO["end"]
     days = {"first run (selection)": end - timedelta(days=7),
             "day after a selection (reuse)": end - timedelta(days=6),
