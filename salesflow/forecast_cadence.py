@@ -212,6 +212,18 @@ def daily_forecast(
         if len(p.reuse) or len(new_sel) else new_sel
     if not len(using):
         return pd.DataFrame(columns=forecast.FORECAST_COLUMNS), new_sel, new_bt, p
-    fc = forecast.predict(series, as_of, using[forecast.SELECTION_COLUMNS], horizon, config=config,
-                          n_jobs=n_jobs)
+    try:
+        fc = forecast.predict(series, as_of, using[forecast.SELECTION_COLUMNS], horizon,
+                              config=config, n_jobs=n_jobs)
+    except (ValueError, KeyError, TypeError):
+        if not len(p.reuse):
+            raise
+        # a stored state this version reads but cannot predict from (a model it no longer has)
+        every = pd.DataFrame(columns=STORED_COLUMNS)
+        fc, new_sel, new_bt, again = daily_forecast(series, as_of, every, horizon, every_days=every_days,
+                                                    force=True, config=config, n_jobs=n_jobs)
+        again.reselect = {uid: UNREADABLE if uid in set(p.reuse["series_id"].astype(str)) else why
+                          for uid, why in {**again.reselect, **p.reselect}.items()}
+        new_sel = new_sel.assign(reason=[again.reselect[str(s)] for s in new_sel["series_id"]])
+        return fc, new_sel, new_bt, again
     return fc, new_sel, new_bt, p

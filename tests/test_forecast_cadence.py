@@ -162,6 +162,12 @@ def test_a_stored_selection_this_version_cannot_read_is_made_again(lines, day1):
                                    sel1.assign(state='{"name": "ETS"}'), 28)
     assert set(p.reselect.values()) == {UNREADABLE} and len(sel) == len(sel1)
     assert set(fc["series_id"]) == set(sel1["series_id"])
+    # readable, but naming a model this version does not have
+    gone = sel1.assign(state=sel1["state"].str.replace('"members": [', '"members": ["Retired", ',
+                                                       regex=False))
+    fc, sel, _, p = daily_forecast(series_of(daily, product_daily, day2), day2, gone, 28)
+    assert set(p.reselect.values()) == {UNREADABLE} and set(sel["reason"]) == {UNREADABLE}
+    assert set(fc["series_id"]) == set(sel1["series_id"]) and len(sel) == len(sel1)
 
 
 def test_the_cadence_comes_from_the_run_config_or_the_environment():
