@@ -49,6 +49,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SALESFLOW_BENCH_DATA", "/work/shared/data"))
 sys.path.insert(0, str(ROOT))
 
 DEMO = dict(seed=42, days=760, products=300, orders_per_day=120.0, end=date(2025, 6, 30))
@@ -132,7 +133,7 @@ def _fallback_datasets():
     from emulator.online_retail import convert, read_export
     from salesflow.datasets import daily_frames, read_superstore
 
-    data = ROOT.parent / "shared" / "data"
+    data = DATA
     conv = convert(read_export(data / "online_retail" / "online_retail.csv.gz"))
     s = conv.sales
     lines = pd.DataFrame({"sale_date": pd.to_datetime(s["sale_ts"]).dt.normalize(), "sale_id": s["sale_id"],
