@@ -1,21 +1,36 @@
-"""Sales and stock anomalies (``ml.sales_anomalies``): one row per unusual day, ready for an email.
+"""Sales and stock anomalies (``ml.sales_anomalies``): one row per unusual day or event, ready
+for an email.
 
 Sales (``detect_sales_anomalies``)
 ----------------------------------
 The series are the forecasting ones (``salesflow.forecast.build_series(..., detail=True)``):
 ``TOTAL`` revenue and units per sku, with the number of orders and the revenue of each day.
-Rows report revenue (``TOTAL``) or units (skus); the *score* is computed on the number of
-orders, a count of independent purchases that one customer buying a case does not inflate
-(without an ``orders`` column the reported figure itself is scored, as counts for skus). Every
-day is compared with what the days before it lead to expect: a daily run, which reads the last
-``CONTEXT_DAYS`` only, reports the same rows as scoring the whole history does for those days.
+Rows report revenue (``TOTAL``) or units (skus). Every day is compared with what the days before
+it lead to expect: a daily run, which reads the last ``CONTEXT_DAYS`` only, reports the same
+alert keys (series, first day, direction) as scoring the whole history does for those days.
+
+What is scored is decided per series from its history (``_scored_quantity``): the number of
+orders, a count of independent purchases that one customer buying a case does not inflate,
+where it varies; where a series' orders are constant or mostly (``one_share``) 1 -- a shop
+whose lines are a product's whole day, or daily totals imported from another till -- a sku's
+units (as counts), or its revenue if its units are constant too, and the shop's revenue.
+Without an ``orders`` column the reported figure itself is scored. A product's units as day
+totals are heavy-tailed (a customer's case is one day's units): their dispersion is measured on
+every ordinary day, and a spike must also beat the last 13 weeks' highest day and lie
+``lumpy_spreads`` robust spreads of log ratios out (a drop: below their lowest open day).
 
 * weekday profile: each weekday's mean over the last 12 weeks, shrunk for sparse sellers
-  towards the shop's (``TOTAL``'s) weekday shares of the same weeks;
+  towards the shop's (``TOTAL``'s) weekday shares of the same weeks; a weekday on which the
+  series sold nothing in those weeks (a day the shop does not trade) is learnt as 0;
 * level: the weekday-adjusted mean of the last 28 days, leaving out days that were unusual,
-  runs of zero sales too long for the product's level (out of stock, delisted) and promotion
-  days (sold at least 5% below the recent median unit price);
+  runs of zero sales too long for the product's level (out of stock, delisted), promotion
+  days (sold at least 5% below the recent median unit price), closed days and days the shop
+  does not trade;
 * expected = level x weekday factor, times the calendar and shop factors below.
+
+Closed days: the configured ``closed_days``, and for the products every day the whole shop sold
+nothing (its Saturdays, its Christmas break, a bank holiday): no lower limit, no part in a
+stock-out run or a shift, not counted in the level.
 
 Counts are scored against a negative binomial with that mean and the series' own trailing
 dispersion: ``score`` is the normal quantile of the tail probability (signed). A day is
@@ -33,7 +48,10 @@ more unusual than one with fewer orders only. Spikes stay on orders (one custome
 is not a spike). Days listed in ``closed_days`` (``MM-DD`` every year, or ``YYYY-MM-DD``: the
 shop is closed) have no lower limit. Severity follows the size of the effect: ``high`` at 4x or
 more (a quarter or less), ``medium`` at 3x (a third), else ``low``. ``kind`` is ``spike``,
-``drop``, or ``outage`` for a ``TOTAL`` day at 10% of the expected or less. Without order counts
+``drop``, or ``outage`` for a ``TOTAL`` day at 10% of the expected or less (``stockout``,
+``outage`` or ``level_shift`` for the events below). A band that nearly admits a day without
+sales (its lower limit under half a unit, or 1% of the shop's mean day) has no drop below it.
+Without order counts
 the ``TOTAL`` revenue is scored with ``z`` robust spreads of its square root.
 
 Recurring calendar effects are learnt from the history (a holiday list only for closed days): an
@@ -44,6 +62,23 @@ ratio within a factor 2, its observed/expected ratio becomes part of this year's
 the effect alarms in its first year at most. On a day the whole shop moved (``TOTAL`` unusual,
 calendar days included) a sku may follow the shop or not, so its band covers both: one row for
 the shop, not one per product.
+
+Events that last (``_events``), one row each, dated by their first day so that every later
+daily run reports the same alert key while the event goes on (the note says how many open days
+so far); day rows of the same direction inside a found event are the event's:
+
+* ``stockout`` (a sku) / ``outage`` (``TOTAL``): a run of open days without a sale, of a series
+  that sold on at least ``stockout_share`` of the open days before it, once the run (2 open
+  days or more) is ``exp(stockout_evidence)`` times unlikely. An empty day's chance is the
+  trailing share of open days without a sale (runs already found left out), weekday-aware;
+* ``level_shift``: Page's CUSUM of the day log-likelihood ratio of ``shift_up`` (``shift_down``)
+  x the expected value against the expected value (each day's ratio capped, so that one day
+  does not make a shift), alarming at ``shift_evidence`` after ``shift_min_days`` days whose
+  observed/expected is ``shift_effect`` or more away from 1; its first day is where the CUSUM
+  last left 0. The level coming back within ``level_days`` of an opposite shift is not a shift.
+
+Measured (``benchmarks/anomalies.py``, events planted with a fixed seed in the last 90 days of
+real series; tables in ``benchmarks/.work/anomalies-latest.md``): MEASURED_FIGURES
 
 Stock (``detect_stock_anomalies``)
 ----------------------------------
@@ -91,7 +126,7 @@ class SalesAnomalyConfig:
     z: float = 4.0
     spike_evidence: float = 7.0
     drop_evidence: float = 4.3
-    spike_test_ratio: float = 2.0
+    spike_test_ratio: float = 2.5
     drop_test_ratio: float = 0.2
     spike_ratio: float = 1.8
     drop_ratio: float = 0.4
