@@ -107,9 +107,13 @@ have none), so both bands are conformal: quantiles of the chosen model's backtes
 added to the point forecast. Errors are scaled by the square root of the forecast (sales
 counts and revenue have a variance roughly proportional to their level), so busy days get wider
 bands than quiet ones. The median ``yhat_p50`` is the conformal median: ``yhat`` plus the 50%
-quantile of the same scaled errors, clipped to the 80% band and at zero; or, where the
-backtest's MASE is lower with it (``median_choice``), the mean itself (rounded for a count),
-as on series whose errors are symmetric. The backtest's scores
+quantile of the same scaled errors, clipped to the 80% band and at zero. For a smooth series
+the errors' mean is taken off that quantile (``median_debias``): the offset of the median from
+the mean is the errors' skew, and their bias in the backtest windows is no more carried into
+the median than into the mean (after a decline the windows all over-forecast, and a median
+shifted down by them missed CDNOW's Christmas: MASE 1.40 against 0.88 without the shift).
+Where the backtest's MASE is lower with it (``median_choice``) the median is the mean itself
+(rounded for a count). The backtest's scores
 are honest: each window's band and median are built from the errors of the *other* windows
 only. Bands and forecasts are clipped at zero and ordered ``lo95 <= lo80 <= yhat <= hi80 <=
 hi95``, with ``lo80 <= yhat_p50 <= hi80``.
@@ -207,6 +211,9 @@ class ForecastConfig:
     ensemble_top: int = 3
     # the median is the conformal one or the mean (whole for counts), whichever the backtest prefers
     median_choice: bool = True
+    # smooth series: the median's offset from the mean is the backtest errors' median less their
+    # mean (their skew), not their bias, which the mean forecast does not carry either
+    median_debias: bool = True
     n_jobs: int = 1
     unstable_ratio: float = 2.0
     fallback_widen: float = 1.25
@@ -745,7 +752,8 @@ def _smape(y: np.ndarray, f: np.ndarray) -> float:
     return float(np.mean(np.where(denom > 0, 2 * np.abs(y - f) / np.where(denom > 0, denom, 1.0), 0.0)))
 
 
-def _quantiles(y: np.ndarray, f: np.ndarray, nf: np.ndarray, count: bool) -> dict:
+def _quantiles(y: np.ndarray, f: np.ndarray, nf: np.ndarray, count: bool,
+               debias: bool = False) -> dict:
     """Scaled-error quantiles of the bands and the median from backtest actuals ``y`` and
     forecasts ``f`` (``nf`` their scale): ``{80: (lo, hi), 95: (lo, hi), 50: median, "count"}``.
 
@@ -759,7 +767,9 @@ def _quantiles(y: np.ndarray, f: np.ndarray, nf: np.ndarray, count: bool) -> dic
     y, f, nf = (np.ravel(a) for a in (y, f, nf))
     if not count:
         e = (y - f) / nf
-        return {**{level: _conformal_q(e, level) for level in LEVELS}, 50: _median_q(e),
+        ok = np.isfinite(e)
+        shift = float(np.mean(e[ok])) if debias and ok.any() else 0.0
+        return {**{level: _conformal_q(e, level) for level in LEVELS}, 50: _median_q(e) - shift,
                 "count": False}
     e, up = (y - f) / nf, (y - 1.0 - f) / nf
     q: dict = {"count": True}
@@ -778,7 +788,13 @@ def _quantiles(y: np.ndarray, f: np.ndarray, nf: np.ndarray, count: bool) -> dic
                     (float(held[-1]) if len(held) else math.inf))
     u = np.sort(up[np.isfinite(up)])
     q[50] = float(u[max(0, math.ceil(len(u) / 2) - 1)]) if len(u) else 0.0
+    if debias and n:
+        q[50] -= float(np.mean(e))
     return q
+
+
+def _debias(prof: _Profile, cfg: ForecastConfig) -> bool:
+    return cfg.median_debias and prof.kind == "smooth"
 
 
 def _score(y: np.ndarray, f: np.ndarray, prof: _Profile, cfg: ForecastConfig) -> _Score:
@@ -791,7 +807,7 @@ def _score(y: np.ndarray, f: np.ndarray, prof: _Profile, cfg: ForecastConfig) ->
     for k in range(y.shape[0]):
         # window k's band and median from the errors of the other windows only
         rest = [np.delete(a, k, axis=0) for a in (y, f, nf)]
-        b = _bands(f[k], nf[k], _quantiles(*rest, prof.count))
+        b = _bands(f[k], nf[k], _quantiles(*rest, prof.count, _debias(prof, cfg)))
         med[k] = b["yhat_p50"]
         plain[k] = np.maximum(np.clip(np.round(f[k]) if prof.count else f[k], b["yhat_lo_80"],
                                       b["yhat_hi_80"]), 0.0)
@@ -910,7 +926,7 @@ def select(
         best = min([*prof.candidates, *tested[len(prof.tested):]], key=rank)
         y_b, f_b = runs[best]
         nf_b = _norm(f_b, cfg.scale_mode, prof.floor)
-        q = _quantiles(y_b, f_b, nf_b, prof.count)
+        q = _quantiles(y_b, f_b, nf_b, prof.count, _debias(prof, cfg))
         q["plain"] = scores[best].plain_median
         if prof.unstable:
             last = _quantiles(y_b[-1], f_b[-1], nf_b[-1], prof.count)

@@ -228,7 +228,8 @@ def test_rmsse_and_median_mase_on_a_hand_example():
     prof = _Profile("X", 100, 1.0, 0.0, "smooth", 2, scale=2.0, scale2=2.0, floor=1.0)
     y = np.array([[1.0, 2.0], [3.0, 4.0]])
     f = np.array([[1.0, 1.0], [1.0, 1.0]])
-    s = _score(y, f, prof, ForecastConfig(count_bands=False, median_choice=False))
+    s = _score(y, f, prof, ForecastConfig(count_bands=False, median_choice=False,
+                                          median_debias=False))
     # per window: sqrt((0 + 1) / 2) and sqrt((4 + 9) / 2), averaged, over the scale 2
     assert s.rmsse == pytest.approx((np.sqrt(0.5) + np.sqrt(6.5)) / 2 / 2.0)
     assert s.mase_mean == pytest.approx((0.5 + 2.5) / 2 / 2.0)
@@ -238,8 +239,12 @@ def test_rmsse_and_median_mase_on_a_hand_example():
     # 1 + 3 = 4); window 1 gets 0.5/sqrt2, so 1.5
     med = np.array([[3.5, 3.5], [1.5, 1.5]])
     assert s.mase == pytest.approx(np.mean(np.mean(np.abs(y - med), axis=1)) / 2.0)
+    # the errors' bias left out of the median (each window's errors have a median equal to
+    # their mean: no skew), the median is the mean forecast, 1
+    debiased = _score(y, f, prof, ForecastConfig(count_bands=False, median_choice=False))
+    assert debiased.mase == pytest.approx(np.mean(np.abs(y - 1.0)) / 2.0) == 0.75
     # with the choice of median, the mean itself scores better here (MASE 0.75 against 1.0)
-    chosen = _score(y, f, prof, ForecastConfig(count_bands=False))
+    chosen = _score(y, f, prof, ForecastConfig(count_bands=False, median_debias=False))
     assert chosen.plain_median and chosen.mase == pytest.approx(s.mase_mean) == 0.75
 
 
