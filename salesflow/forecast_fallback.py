@@ -170,15 +170,18 @@ def _group_rate(units: np.ndarray, events: np.ndarray, sizes: np.ndarray,
     return _Rate(shape, mid, float(np.median(sizes)), weekday, float(np.median(events)))
 
 
-def _daily_units(rate: _Rate, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per day: the mean units and the negative binomial ``(n, p)`` with that mean and the
-    variance of selling days that are Poisson with a Gamma rate, times their units:
-    ``mean * size + mean² / shape`` (moment-matched; exact Poisson-gamma for one unit a sale)."""
-    mean = rate.mean * w
+def _daily_units(rates: list[_Rate], dow: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per sku (rows) and day (columns): the weekday factor, the mean units and the negative
+    binomial ``(n, p)`` with that mean and the variance of selling days that are Poisson with a
+    Gamma rate, times their units: ``mean * size + mean² / shape`` (moment-matched; exactly
+    Poisson-gamma for one unit a sale)."""
+    w = np.stack([r.weekday[dow] for r in rates])
+    col = lambda attr: np.array([[getattr(r, attr)] for r in rates], float)  # noqa: E731
+    mean = col("mean") * w
     with np.errstate(divide="ignore", invalid="ignore"):
-        n = 1.0 / (max(rate.size - 1.0, 0.0) / mean + 1.0 / rate.shape)
+        n = 1.0 / (np.maximum(col("size") - 1.0, 0.0) / mean + 1.0 / col("shape"))
         p = n / (n + mean)
-    return mean, n, p
+    return w, mean, n, p
 
 
 def _band(n: np.ndarray, p: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -193,12 +196,11 @@ def _band(n: np.ndarray, p: np.ndarray, level: float) -> tuple[np.ndarray, np.nd
     return lo, hi
 
 
-def _path(rate: _Rate, dow: np.ndarray) -> dict[str, np.ndarray]:
-    w = rate.weekday[dow]
-    mean, n, p = _daily_units(rate, w)
-    bands = {"yhat_p50": np.zeros(len(w))}
-    for level in (80, 95):
-        bands[f"yhat_lo_{level}"], bands[f"yhat_hi_{level}"] = np.zeros(len(w)), np.zeros(len(w))
+def _paths(rates: list[_Rate], dow: np.ndarray) -> dict[str, np.ndarray]:
+    """The forecast columns of every sku's days, sku after sku (flat arrays)."""
+    w, mean, n, p = (a.ravel() for a in _daily_units(rates, dow))
+    bands = {k: np.zeros(len(w)) for k in ("yhat_p50", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95",
+                                           "yhat_hi_95")}
     yhat = np.where(w > 0, mean, 0.0)
     open_ = (w > 0) & (mean > 0)
     if open_.any():
@@ -283,16 +285,17 @@ def fallback_forecast(
     days = pd.date_range(end + pd.Timedelta(days=1), periods=int(horizon), freq="D")
     dow = days.dayofweek.to_numpy()
     day_list = [d.date() for d in days]
-    rows, paths = [], []
+    rows, fallbacks = [], []
+    records = stats.to_dict("index") if len(stats) else {}
 
     def cover(uid, status, method, reason, hist=0, sale_days=0, last=None):
         rows.append((as_of_date, uid, status, method, reason, int(hist), int(sale_days),
                      None if last is None or pd.isna(last) else pd.Timestamp(last).date()))
 
     def history(uid):
-        if uid not in stats.index:
+        if uid not in records:
             return 0, 0, None
-        s = stats.loc[uid]
+        s = records[uid]
         return (end - s["first"]).days + 1, int(s["sale_days"]), s["last"]
 
     if TOTAL in models:
@@ -340,7 +343,7 @@ def fallback_forecast(
                       f"{rate.size:.2f} a selling day) with its weekday shape; bands widened by "
                       f"the spread of its skus' rates")
         else:
-            s = stats.loc[uid]
+            s = records[uid]
             window, k, units = int(s["window"]), int(s["recent_sale_days"]), float(s["recent_units"])
             size = units / k if k else float(s["units"]) / n_sale
             # a window that opens with the first sale starts on a sale by construction: the
@@ -368,10 +371,15 @@ def fallback_forecast(
                       f"{topped}, weekday shape of {where}; Poisson-gamma bands for the rate's "
                       f"uncertainty")
         cover(uid, "fallback", method, reason, hist, n_sale, last)
-        paths.append(pd.DataFrame({"as_of": as_of_date, "series_id": uid, "ds": day_list,
-                                   **_path(rate, dow), "model": method}))
-    fc = (pd.concat(paths, ignore_index=True)[FORECAST_COLUMNS] if paths
-          else pd.DataFrame(columns=FORECAST_COLUMNS))
+        fallbacks.append((uid, method, rate))
+    if fallbacks:
+        h = len(day_list)
+        fc = pd.DataFrame({
+            "as_of": as_of_date, "series_id": np.repeat([u for u, _, _ in fallbacks], h),
+            "ds": day_list * len(fallbacks), **_paths([r for _, _, r in fallbacks], dow),
+            "model": np.repeat([m for _, m, _ in fallbacks], h)})[FORECAST_COLUMNS]
+    else:
+        fc = pd.DataFrame(columns=FORECAST_COLUMNS)
     coverage = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
     coverage["history_days"] = coverage["history_days"].astype("int64")
     coverage["sale_days"] = coverage["sale_days"].astype("int64")
