@@ -70,7 +70,8 @@ so far); day rows of the same direction inside a found event are the event's:
 * ``stockout`` (a sku) / ``outage`` (``TOTAL``): a run of open days without a sale, of a series
   that sold on at least ``stockout_share`` of the open days before it, once the run (2 open
   days or more) is ``exp(stockout_evidence)`` times unlikely. An empty day's chance is the
-  trailing share of open days without a sale (runs already found left out), weekday-aware;
+  share of open days without a sale before the run began (runs already found left out),
+  weekday-aware;
 * ``level_shift``: Page's CUSUM of the day log-likelihood ratio of ``shift_up`` (``shift_down``)
   x the expected value against the expected value (each day's ratio capped, so that one day
   does not make a shift), alarming at ``shift_evidence`` after ``shift_min_days`` days whose
@@ -598,12 +599,12 @@ def _first_alarms(alarm: np.ndarray, start: np.ndarray, alive: np.ndarray
 def _empty_runs(x: np.ndarray, e: np.ndarray, counted: np.ndarray, open_: np.ndarray,
                 zero: np.ndarray, usable: np.ndarray, cfg: SalesAnomalyConfig) -> dict:
     """Runs of open days without a sale, each day from the days before it: the chance of an
-    empty day is the trailing share of ``counted`` open days without a sale, weekday-aware (as
-    for a Poisson count, log P(0) in proportion to the day's weekday factor ``e`` over its
-    trailing mean, at most twice the usual day's); a run's evidence is minus the log of its
-    chance. ``alarm``: a day of a run of at
-    least 2 open days with ``stockout_evidence``, of a product selling on ``stockout_share`` of
-    the open days before it; ``out``: every day of a run that alarms."""
+    empty day is the share of ``counted`` open days without a sale in the ``spread_days`` before
+    the run began, weekday-aware (as for a Poisson count, log P(0) in proportion to the day's
+    weekday factor ``e`` over its trailing mean, at most twice the usual day's); a run's
+    evidence is minus the log of its chance. ``alarm``: a day of a run of at least 2 open days
+    with ``stockout_evidence``, of a product selling on ``stockout_share`` of the open days
+    before it; ``out``: every day of a run that alarms."""
     n = len(x)
     idx = np.arange(n)
     n_open, _ = _trailing_sum(counted.astype(float), cfg.spread_days)
@@ -613,17 +614,19 @@ def _empty_runs(x: np.ndarray, e: np.ndarray, counted: np.ndarray, open_: np.nda
     s_e, _ = _trailing_sum(np.where(counted, e, 0.0), cfg.spread_days)
     e_mean = np.divide(s_e, n_open, out=np.zeros(n), where=n_open > 0)
     rel = np.clip(np.divide(e, e_mean, out=np.ones(n), where=e_mean > 0), 0.0, 2.0)
-    p0 = np.clip(np.exp(np.log(p_emp) * rel), 1e-12, 1.0)
     usual = usable & (share >= cfg.stockout_share) & (n_open >= cfg.min_history)
     brk = open_ & (x > 0)
     last_brk = np.maximum.accumulate(np.where(brk, idx, -1))
+    zeros_at = np.flatnonzero(zero)
+    pos = np.searchsorted(zeros_at, last_brk + 1)
+    run_start = np.where(pos < len(zeros_at), zeros_at[np.minimum(pos, len(zeros_at) - 1)], n)
+    # every day of a run at the selling share from before the run began
+    p_run = np.where(zero, p_emp[np.minimum(run_start, n - 1)], p_emp)
+    p0 = np.clip(np.exp(np.log(p_run) * rel), 1e-12, 1.0)
     ev = np.cumsum(np.where(zero, -np.log(p0), 0.0))
     cnt = np.cumsum(zero.astype(float))
     base_ev = np.where(last_brk >= 0, ev[np.maximum(last_brk, 0)], 0.0)
     base_cnt = np.where(last_brk >= 0, cnt[np.maximum(last_brk, 0)], 0.0)
-    zeros_at = np.flatnonzero(zero)
-    pos = np.searchsorted(zeros_at, last_brk + 1)
-    run_start = np.where(pos < len(zeros_at), zeros_at[np.minimum(pos, len(zeros_at) - 1)], n)
     alarm = (zero & (cnt - base_cnt >= 2) & (ev - base_ev >= cfg.stockout_evidence)
              & usual[np.minimum(run_start, n - 1)] & (run_start < n))
     hit = np.unique(run_start[alarm])
