@@ -78,8 +78,23 @@ so far); day rows of the same direction inside a found event are the event's:
   observed/expected is ``shift_effect`` or more away from 1; its first day is where the CUSUM
   last left 0. The level coming back within ``level_days`` of an opposite shift is not a shift.
 
-Measured (``benchmarks/anomalies.py``, events planted with a fixed seed in the last 90 days of
-real series; tables in ``benchmarks/.work/anomalies-latest.md``): MEASURED_FIGURES
+Measured (``benchmarks/anomalies.py``: events planted with a fixed seed, 5 replicates, in the
+last 90 days of real series where the series' history makes them distinguishable; each grain
+as sale lines / as one line per product per day):
+
+* Online Retail, 156 products (stock-outs only: no product sells enough for a 2x day or a 40%
+  week to stand out): recall 0.92 / 0.89, precision 0.98 / 0.95, one row per event; nothing
+  planted, 0.72 / 2.01 rows per 1,000 series-days (stock-out runs, and at the day-total grain
+  also spikes, shifts and drops of heavy-tailed products);
+* Superstore per category, 2 categories (stock-outs): recall 0.73 / 0.80, precision 1.00;
+  its sub-categories sell too seldom for any kind;
+* CDNOW (one product, the whole shop): recall 0.68 / 0.64 (stock-outs 10/10, spikes 2/3,
+  shifts 2/4 and 1/4, one-day drops to 25-35% 1/5), precision 0.89 / 0.88; no row unplanted;
+* a daily run (``lookback_days=7``) on each day of the window reports the same alert keys as
+  the whole history (CDNOW, Superstore per category);
+* the demo shop's truth: recall 0.82, every day row a planted anomaly; besides, 171 stock-out
+  and 62 level-shift rows for its products, which the generator makes (3-18 day stock-outs,
+  launches, discontinuations, seasonal items) without listing them in its truth.
 
 Stock (``detect_stock_anomalies``)
 ----------------------------------
