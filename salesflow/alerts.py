@@ -54,6 +54,7 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 
+from salesflow.anomalies import MULTI_DAY_KINDS
 from salesflow.errors import AlertDeliveryError, MailDeliveryError
 from salesflow.mailer import Delivery, Mailer, Recipients, build_message, redact
 from salesflow.reports.charts import SEVERITY_COLORS, anomaly_chart_png
@@ -114,15 +115,20 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
         names = dict(con.execute(
             "SELECT sku, any_value(product_name) FROM marts.stock_status WHERE as_of = ? GROUP BY sku",
             [as_of]).fetchall())
+    # a stock-out, outage or level shift is one row dated by its first day, which may lie before
+    # the window when the event was confirmed later: the run writes it while it reaches into its
+    # lookback, and the ledger mails its key once
+    events = ", ".join(f"'{k}'" for k in MULTI_DAY_KINDS)
     rows = con.execute(
-        """SELECT series_id, ds, direction, severity, observed, expected, lower, upper, score,
+        f"""SELECT series_id, ds, direction, severity, observed, expected, lower, upper, score,
                   kind, note
            FROM ml.sales_anomalies
-           WHERE as_of = ? AND ds BETWEEN ? AND ? AND coalesce(lower(severity), 'none') <> 'none'
+           WHERE as_of = ? AND ds <= ? AND (ds >= ? OR kind IN ({events}))
+             AND coalesce(lower(severity), 'none') <> 'none'
            QUALIFY row_number() OVER (PARTITION BY series_id, ds, direction
                                       ORDER BY abs(score) DESC NULLS LAST) = 1
            ORDER BY ds, series_id""",
-        [as_of, as_of - timedelta(days=lookback_days - 1), as_of]).fetchall()
+        [as_of, as_of, as_of - timedelta(days=lookback_days - 1)]).fetchall()
     out = []
     for row in rows:
         series, ds, direction, severity, observed, expected, lower, upper, score, kind, note = (
@@ -130,7 +136,8 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
         label = "Total sales" if series == "TOTAL" else (
             f"{names[series]} ({series})" if names.get(series) else str(series))
         word = {"up": "above", "down": "below"}.get(str(direction).lower(), "outside")
-        title = (f"{label} {word} the expected band on {ds.isoformat()}: observed {_num(observed)}, "
+        when = f"since {ds.isoformat()}" if kind in MULTI_DAY_KINDS else f"on {ds.isoformat()}"
+        title = (f"{label} {word} the expected band {when}: observed {_num(observed)}, "
                  f"expected {_num(expected)} ({_num(lower)} - {_num(upper)})")
         out.append(Alert(
             key=f"anomaly:{series}:{ds.isoformat()}:{direction}", kind="anomaly",

@@ -125,6 +125,8 @@ ANOMALY_COLUMNS = [
     "severity", "kind", "note",
 ]
 SEVERITY_ORDER = {"low": 1, "medium": 2, "high": 3}
+# kinds of one row per event, dated by its first day and reported while the event lasts
+MULTI_DAY_KINDS = ("stockout", "outage", "level_shift")
 _YEAR_LAGS = (364, 371, 365, 366)
 CONTEXT_DAYS = 2 * 365
 ALPHA_PRIOR = 0.1

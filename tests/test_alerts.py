@@ -109,6 +109,34 @@ def test_one_digest_per_run_and_a_second_run_sends_nothing(con, smtp_server):
     assert ledger(con)["alerts_sent"] == n
 
 
+def test_an_event_confirmed_after_the_window_is_mailed_once_under_its_first_day(con, smtp_server):
+    # a level shift is one row dated by its first day, which lies 12 days back when the shift is
+    # confirmed; a one-day spike that old is outside the alert window
+    first = AS_OF - timedelta(days=12)
+    add_anomalies(con, [
+        (AS_OF, "SNK-00003", first, 30.0, 60.0, 50.0, 70.0, -5.0, "down", "high", "level_shift",
+         "40% below for 12 open days so far"),
+        (AS_OF, "SNK-00004", first, 90.0, 30.0, 20.0, 40.0, 6.0, "up", "high", "units", "old spike"),
+    ])
+    keys = {a.key for a in build_alerts(con, AS_OF) if a.kind == "anomaly"}
+    assert f"anomaly:SNK-00003:{first}:down" in keys
+    assert f"anomaly:SNK-00004:{first}:up" not in keys
+    shift = next(a for a in build_alerts(con, AS_OF) if a.key == f"anomaly:SNK-00003:{first}:down")
+    assert f"since {first}" in shift.title
+    mailer = smtp_server.mailer()
+    run_alerts(con, AS_OF, mailer, SAME, shop_name=SHOP)
+    sent = len(smtp_server.messages)
+    # the next day's run writes the same continuing event again: no second e-mail for it
+    next_day = AS_OF + timedelta(days=1)
+    marts.build_daily(con, next_day, next_day)
+    marts.build_as_of(con, next_day)
+    add_anomalies(con, [(next_day, "SNK-00003", first, 31.0, 60.0, 50.0, 70.0, -5.0, "down", "high",
+                         "level_shift", "40% below for 13 open days so far")])
+    result = run_alerts(con, next_day, mailer, SAME, shop_name=SHOP)
+    assert f"anomaly:SNK-00003:{first}:down" not in result.recorded
+    assert len(smtp_server.messages) == sent
+
+
 def test_the_next_day_sends_only_its_new_alerts(con, smtp_server):
     mailer = smtp_server.mailer()
     run_alerts(con, AS_OF, mailer, SAME, shop_name=SHOP)
