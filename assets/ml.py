@@ -168,9 +168,11 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, ware
     key=SALES_ANOMALIES, group_name="ml", kinds={"duckdb"}, partitions_def=daily_partitions,
     deps=[DAILY_SALES, PRODUCT_DAILY_SALES, RAW_STOCK_SNAPSHOTS], pool=WAREHOUSE_POOL,
     automation_condition=FOLLOW_UPSTREAM, backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Unusual days of TOTAL revenue and sku units (weekday- and year-aware robust scores, "
-                "spike or drop, severity, expected value and band), and stock that fell by more "
-                "than the units sold. A range run reports every day of its range.",
+    description="Unusual days of TOTAL and each sku, scored on orders, units or revenue, whichever "
+                "carries the signal at the data's grain (spike or drop, severity, expected value and "
+                "band); stock-outs, shop outages and level shifts as one row from their first day; "
+                "days the shop does not trade raise nothing; stock that fell by more than the units "
+                "sold. A range run reports every day of its range.",
 )
 def sales_anomalies(context: dg.AssetExecutionContext, config: AnomalyRunConfig,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
