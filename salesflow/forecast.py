@@ -569,10 +569,6 @@ def _floor(y: np.ndarray) -> float:
     return float(np.mean(pos)) * 0.05 + 1e-6 if len(pos) else 1.0
 
 
-def _label(name: str, prof: _Profile | None = None) -> str:
-    return name
-
-
 def _members(name: str) -> tuple[str, ...]:
     """The models of ``name``: ``Ensemble(A+B)`` is the mean of A and B."""
     if name.startswith("Ensemble(") and name.endswith(")"):
@@ -863,7 +859,7 @@ def _config(config: ForecastConfig | None, horizon: int, n_jobs: int | None) -> 
 def _state(prof: _Profile, name: str, q: dict) -> str:
     """What ``predict`` needs of a series besides its history, as JSON."""
     return json.dumps({
-        "name": name, "label": _label(name, prof), "kind": prof.kind,
+        "name": name, "label": name, "kind": prof.kind,
         "members": list(_members(name)),
         "count": bool(prof.count), "floor": float(prof.floor),
         "weekday": [float(v) for v in prof.weekday],
@@ -937,11 +933,11 @@ def select(
             last = _quantiles(y_b[-1], f_b[-1], nf_b[-1], prof.count)
             for level in LEVELS:
                 q[level] = (min(q[level][0], last[level][0]), max(q[level][1], last[level][1]))
-        sel.append((as_of_date, uid, _label(best, prof), _state(prof, best, q)))
+        sel.append((as_of_date, uid, best, _state(prof, best, q)))
         reason = _reason(prof, best, scores)
         for nm in tested:
             s = scores[nm]
-            rows.append((as_of_date, uid, _label(nm, prof), _num(s.mase), _num(s.rmsse),
+            rows.append((as_of_date, uid, nm, _num(s.mase), _num(s.rmsse),
                          _num(s.smape), s.cov80, s.cov95, nm == best,
                          reason if nm == best else _other_reason(nm, best, scores, prof)))
     return (pd.DataFrame(sel, columns=SELECTION_COLUMNS),
@@ -1075,7 +1071,7 @@ def _reason(prof: _Profile, best: str, scores: dict[str, _Score]) -> str:
         f" and {earlier} on the same weeks of earlier years" if earlier else "")
     median = "median = mean" if scores[best].plain_median else "median"
     text = (f"{prof.kind} (ADI {prof.adi:.2f}, CV² {prof.cv2:.2f}), {windows}: "
-            f"{_label(best, prof)} MASE {scores[best].mase:.3f} ({median}), "
+            f"{best} MASE {scores[best].mase:.3f} ({median}), "
             f"RMSSE {scores[best].rmsse:.3f} (mean)")
     if ref is not None and best != "SeasonalNaive":
         text += f" vs SeasonalNaive {ref.mase:.3f}, {ref.rmsse:.3f}"
@@ -1090,8 +1086,8 @@ def _reason(prof: _Profile, best: str, scores: dict[str, _Score]) -> str:
 def _other_reason(name: str, best: str, scores: dict[str, _Score], prof: _Profile) -> str:
     if name not in prof.candidates and not name.startswith("Ensemble("):
         return (f"reference only for {prof.kind} series: MASE {scores[name].mase:.3f} vs "
-                f"{_label(best, prof)} {scores[best].mase:.3f}")
-    return f"not chosen: MASE {scores[name].mase:.3f} vs {_label(best, prof)} {scores[best].mase:.3f}"
+                f"{best} {scores[best].mase:.3f}")
+    return f"not chosen: MASE {scores[name].mase:.3f} vs {best} {scores[best].mase:.3f}"
 
 
 # --------------------------------------------------------------------------- presentation
