@@ -273,14 +273,19 @@ def _nb(expected: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _count_z(x: np.ndarray, expected: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Signed normal score of a count's tail probability under the negative binomial."""
-    from scipy import stats
+    from scipy import special
 
     n, p = _nb(expected, alpha)
-    p_up = stats.nbinom.sf(x - 1, n, p)
-    p_dn = stats.nbinom.cdf(x, n, p)
-    up = np.clip(stats.norm.isf(np.clip(p_up, 1e-300, 1.0)), 0.0, None)
-    dn = np.clip(stats.norm.isf(np.clip(p_dn, 1e-300, 1.0)), 0.0, None)
-    return np.where(x >= expected, up, -dn)
+    # the negative binomial's tails as regularised incomplete beta functions (what
+    # ``scipy.stats.nbinom`` computes, without its argument checks): P(X <= k) = I_p(n, k + 1),
+    # P(X >= k) = I_{1-p}(k, n) for k >= 1; only the tail on the day's side is needed
+    k = np.floor(x)
+    upper = x >= expected
+    tail = np.where(upper,
+                    np.where(k >= 1, special.betainc(np.maximum(k, 1.0), n, 1.0 - p), 1.0),
+                    np.where(k >= 0, special.betainc(n, np.maximum(k, 0.0) + 1.0, p), 0.0))
+    z = np.clip(-special.ndtri(np.clip(tail, 1e-300, 1.0)), 0.0, None)
+    return np.where(upper, z, -z)
 
 
 def _evidence_bound(expected: np.ndarray, alpha: np.ndarray, ratio: float,
@@ -368,7 +373,9 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     exp1 = _level(x, w, cfg.level_days, ~idle) * w
     ok1 = warm & np.isfinite(exp1)
     r1 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp1, nan=0.0))
-    s1 = _spread(np.where(ok1, r1, np.nan), cfg.spread_days, cfg.spread_floor if counts else 0.0)
+    # the robust spread of square roots scores what is not a count (counts: the dispersion)
+    s1 = (np.full(n, cfg.spread_floor) if counts
+          else _spread(np.where(ok1, r1, np.nan), cfg.spread_days, 0.0))
     a1 = _dispersion(x, exp1, ok1, cfg.spread_days)
     z1 = np.where(ok1, _z(x, exp1, a1, np.maximum(s1, 1e-9), counts), 0.0)
     gone = _unavailable(x, exp1, cfg.unavailable_mass) if runs else np.zeros(n, dtype=bool)
@@ -379,8 +386,8 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     exp2 = _level(x, w2, cfg.level_days, seen & ~idle) * w2
     ok2 = warm & np.isfinite(exp2)
     r2 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp2, nan=0.0))
-    s2 = np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days,
-                            cfg.spread_floor if counts else 0.0), 1e-9)
+    s2 = (np.full(n, cfg.spread_floor) if counts
+          else np.maximum(_spread(np.where(ok2 & seen, r2, np.nan), cfg.spread_days, 0.0), 1e-9))
     wild = np.abs(z1) >= 2 * cfg.calendar_z
     shut = exclude if exclude is not None else np.zeros(n, dtype=bool)
     a2 = (_dispersion(x, exp2, ok2 & ~gone & ~wild & ~shut, cfg.spread_days, LUMPY_ALPHA_MAX)
@@ -791,16 +798,19 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     if lumpy:
         # day totals with heavy tails (a customer's case is one day's units): a spike beats the
         # last 13 weeks' highest day, a drop their lowest open day
-        hi_seen, lo_seen = _trailing_extremes(x, ~sc.unavailable & ~closed & ~promo,
+        # (trailing windows: the days scored and the ``spread_days`` before them suffice)
+        ctx = slice(max(first - cfg.spread_days - 1, 0), len(x))
+        cut = first - ctx.start
+        hi_seen, lo_seen = _trailing_extremes(x[ctx], (~sc.unavailable & ~closed & ~promo)[ctx],
                                               cfg.spread_days)
-        ups &= xp > hi_seen[part]
-        drops &= xp < lo_seen[part]
+        ups &= xp > hi_seen[cut:]
+        drops &= xp < lo_seen[cut:]
         # and a spike is that many robust spreads of the selling days' log ratios out
-        e_all = np.nan_to_num(sc.expected, nan=0.0)
-        lr = np.log((x + 0.5) / (e_all + 0.5))
-        spread = _spread(np.where(~sc.unavailable & ~closed & (x > 0), lr, np.nan),
+        e_all = np.nan_to_num(sc.expected[ctx], nan=0.0)
+        lr = np.log((x[ctx] + 0.5) / (e_all + 0.5))
+        spread = _spread(np.where((~sc.unavailable & ~closed & (x > 0))[ctx], lr, np.nan),
                          cfg.spread_days, 0.05)
-        ups &= (lr >= cfg.lumpy_spreads * spread)[part]
+        ups &= (lr >= cfg.lumpy_spreads * spread)[cut:]
     downs = valid & drops
     # Multi-day events: the shop's closed days neither break nor extend them.
     events = _events(uid, x, sc.expected, sc.alpha_all, sc.spread, counts, is_total, ~closed,
