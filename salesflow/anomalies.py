@@ -490,17 +490,24 @@ def _prepare(series: pd.DataFrame, end: pd.Timestamp) -> dict[str, tuple]:
         "r": col("revenue") if has_revenue else col("y"),
     })
     out = {}
-    for uid, g in s.groupby("unique_id", sort=True):
-        first = g["ds"].min()
-        days = pd.date_range(first, end, freq="D")
-        idx = (g["ds"] - first).dt.days.to_numpy()
-        arrays = []
-        for name in ("y", "c", "r"):
-            v = np.zeros(len(days))
-            np.add.at(v, idx, g[name].to_numpy(float))
-            arrays.append(v)
-        y, c, r = arrays
-        out[uid] = (days, y, c if has_counts else y, r if has_revenue else None)
+    if not len(s):
+        return out
+    # one pass over the rows: day numbers from the last day, grouped by series
+    uids, code = np.unique(s["unique_id"].to_numpy(), return_inverse=True)
+    back = ((end - pd.DatetimeIndex(s["ds"])) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    order = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[order], np.arange(len(uids) + 1))
+    values = s[["y", "c", "r"]].to_numpy(float)[order]
+    back = back[order]
+    calendar = pd.date_range(end - pd.Timedelta(days=int(back.max())), end, freq="D")
+    for i, uid in enumerate(uids):
+        lo, hi = bounds[i], bounds[i + 1]
+        n = int(back[lo:hi].max()) + 1
+        days = calendar[len(calendar) - n:]
+        v = np.zeros((n, 3))
+        np.add.at(v, n - 1 - back[lo:hi], values[lo:hi])
+        y, c, r = v[:, 0].copy(), v[:, 1].copy(), v[:, 2].copy()
+        out[str(uid)] = (days, y, c if has_counts else y, r if has_revenue else None)
     return out
 
 
@@ -736,11 +743,14 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
                  revenue: np.ndarray | None, has_counts: bool, cfg: SalesAnomalyConfig,
                  prior: np.ndarray, shop_ratio: np.ndarray | None,
                  since: pd.Timestamp | None = None,
-                 shop_closed: np.ndarray | None = None) -> tuple[pd.DataFrame, list[dict]]:
+                 shop_closed: np.ndarray | None = None,
+                 flagged_only: bool = False) -> tuple[pd.DataFrame, list[dict], dict]:
     """Every day of one series: expected value and band (in the units of ``y``), score (of the
     quantity ``_scored_quantity`` picks) and verdict; band, score and verdict only from
     ``since`` on (the expected values of earlier days feed the calendar comparison). Also the
-    series' multi-day events (``_events``)."""
+    series' multi-day events (``_events``), and what the shop's series lends its products
+    (``base_z, count_expected, eps, seen`` of every day). ``flagged_only``: the frame holds the
+    flagged days only."""
     is_total = uid == TOTAL
     dow = days.dayofweek.to_numpy()
     x, counts, scale = _scored_quantity(is_total, y, c, revenue, has_counts, cfg)
@@ -828,6 +838,18 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
         ev["last_ds"] = days[ev["last"]]
     flag = (ups & ~taken_up[part]) | (downs & ~taken_down[part])
 
+    if since is not None:
+        events = [ev for ev in events if ev["last_ds"] >= since]
+    extras = {"base_z": sc.z, "count_expected": base, "eps": eps, "seen": sc.seen}
+    if flagged_only:
+        hit = np.flatnonzero(flag)
+        frame = pd.DataFrame({
+            "series_id": uid, "ds": days[first + hit], "observed": y[first + hit],
+            "expected": e_y[hit], "lower": lo_y[hit], "upper": hi_y[hit], "score": z[hit],
+            "valid": valid[hit], "flag": flag[hit],
+        })
+        return frame, events, extras
+
     def full(values, fill):
         out = np.full(len(x), fill, dtype=np.asarray(values).dtype if fill is not None else bool)
         out[part] = values
@@ -837,15 +859,26 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
         "series_id": uid, "ds": days, "observed": y,
         "expected": full(e_y, np.nan), "lower": full(lo_y, np.nan), "upper": full(hi_y, np.nan),
         "score": full(z, np.nan), "valid": full(valid, False), "flag": full(flag, False),
-        "base_z": sc.z, "count_expected": base, "eps": eps, "seen": sc.seen,
     })
-    if since is not None:
-        events = [ev for ev in events if ev["last_ds"] >= since]
-    return frame, events
+    return frame, events, extras
+
+
+def _aligned(values: np.ndarray, shop_days: pd.DatetimeIndex, days: pd.DatetimeIndex,
+             fill: object) -> np.ndarray:
+    """The shop's ``values`` (one per day of ``shop_days``) on ``days``; ``fill`` where the shop
+    has none. Both end on the same day, so a series starting within the shop's days is a tail
+    slice."""
+    off = (days[0] - shop_days[0]).days if len(days) and len(shop_days) else -1
+    if off >= 0 and len(shop_days) - off == len(days):
+        return values[off:]
+    frame = pd.DataFrame(values, index=shop_days) if values.ndim > 1 else pd.Series(values,
+                                                                                   index=shop_days)
+    return frame.reindex(days, fill_value=fill).to_numpy()
 
 
 def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
-               since: object | None) -> tuple[pd.DataFrame, list[dict]]:
+               since: object | None, flagged_only: bool = False
+               ) -> tuple[pd.DataFrame, list[dict]]:
     end = pd.Timestamp(as_of).normalize()
     start = None if since is None else pd.Timestamp(since).normalize()
     data = _prepare(series, end)
@@ -873,36 +906,34 @@ def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
     day_totals = counts and sku_days > 0 and multi <= 0.01 * sku_days
     if TOTAL in data:
         days, y, c, _ = data[TOTAL]
-        t, ev = _series_days(TOTAL, days, y, c, None, counts and not day_totals, cfg, prior,
-                             None, since=start)
+        shop_days = days
+        t, ev, ex = _series_days(TOTAL, days, y, c, None, counts and not day_totals, cfg, prior,
+                                 None, since=start, flagged_only=flagged_only)
         events += ev
         # The skus' weekday prior: the shop's own trailing weekday shares, day by day.
         tx = _scored_quantity(True, y, c, None, counts and not day_totals, cfg)[0]
-        shop_shares = pd.DataFrame(
-            _weekday_shares(tx, days.dayofweek.to_numpy(), cfg.weekday_weeks,
-                            t["seen"].to_numpy(bool)),
-            index=days)
-        moved = np.abs(t["base_z"].to_numpy()) >= cfg.calendar_z
-        ratio = _ratio(tx, t["count_expected"].to_numpy(), float(t["eps"].iloc[0]))
-        shop = pd.Series(np.where(moved, ratio, 1.0), index=days)
+        shop_shares = _weekday_shares(tx, days.dayofweek.to_numpy(), cfg.weekday_weeks,
+                                      ex["seen"].astype(bool))
+        moved = np.abs(ex["base_z"]) >= cfg.calendar_z
+        ratio = _ratio(tx, ex["count_expected"], float(ex["eps"]))
+        shop = np.where(moved, ratio, 1.0)
         # A day without any sale in the shop is a day it did not trade: closed for its products.
-        shop_open = pd.Series(y > 0, index=days)
+        shop_open = y > 0
         frames.append(t)
     for uid in sorted(u for u in data if u != TOTAL):
         days, y, c, revenue = data[uid]
-        ratio = shop.reindex(days, fill_value=1.0).to_numpy() if shop is not None else None
+        ratio = _aligned(shop, shop_days, days, 1.0) if shop is not None else None
         sku_prior = prior
         if shop_shares is not None:
-            sku_prior = shop_shares.reindex(days).fillna(1 / 7).to_numpy()
+            sku_prior = _aligned(shop_shares, shop_days, days, 1 / 7)
         shut = None
         if shop_open is not None:
-            shut = ~shop_open.reindex(days, fill_value=True).to_numpy(bool)
-        f, ev = _series_days(uid, days, y, c, revenue, counts, cfg, sku_prior, ratio,
-                             since=start, shop_closed=shut)
+            shut = ~_aligned(shop_open, shop_days, days, True).astype(bool)
+        f, ev, _ = _series_days(uid, days, y, c, revenue, counts, cfg, sku_prior, ratio,
+                                since=start, shop_closed=shut, flagged_only=flagged_only)
         frames.append(f)
         events += ev
-    out = pd.concat(frames, ignore_index=True)
-    return out.drop(columns=["base_z", "count_expected", "eps", "seen"]), events
+    return pd.concat(frames, ignore_index=True), events
 
 
 def score_sales(
@@ -981,7 +1012,7 @@ def detect_sales_anomalies(
     if lookback_days is not None:
         since = end - pd.Timedelta(days=int(lookback_days) - 1)
         series = series[pd.to_datetime(series["ds"]) >= since - pd.Timedelta(days=CONTEXT_DAYS)]
-    scored, events = _score_all(series, end, cfg, since)
+    scored, events = _score_all(series, end, cfg, since, flagged_only=True)
     hits = scored[scored["flag"].astype(bool)]
     rows = []
     as_of_date = end.date()
