@@ -527,7 +527,11 @@ def _promotion(units: np.ndarray, revenue: np.ndarray | None, cut: float, days: 
     n = len(units)
     if revenue is None or n == 0:
         return np.zeros(n, dtype=bool)
-    price = pd.Series(np.where(units > 0, revenue / np.where(units > 0, units, 1.0), np.nan))
+    sold = units > 0
+    unit_price = np.where(sold, revenue / np.where(sold, units, 1.0), np.nan)
+    if not sold.any() or np.nanmin(unit_price) > (1.0 - cut) * np.nanmax(unit_price):
+        return np.zeros(n, dtype=bool)  # no price that far below any other
+    price = pd.Series(unit_price)
     ref = price.shift(1).rolling(days, min_periods=3).median().ffill()
     return (price <= (1.0 - cut) * ref).fillna(False).to_numpy(bool)
 
