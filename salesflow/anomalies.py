@@ -669,6 +669,27 @@ def _empty_runs(x: np.ndarray, e: np.ndarray, counted: np.ndarray, open_: np.nda
     return {"alarm": alarm, "start": run_start, "evidence": ev - base_ev, "out": out, "p0": p0}
 
 
+def _merge_runs(runs: list[dict], x: np.ndarray, e: np.ndarray, zero: np.ndarray,
+                open_: np.ndarray, min_days: int) -> list[dict]:
+    """Stock-out runs (in order) separated by fewer than ``min_days`` open selling days are one
+    event: a few sales (a returned unit, a last one found) do not end a stock-out, and its
+    next empty days are not a new alert."""
+    merged: list[dict] = []
+    for ev in runs:
+        prev = merged[-1] if merged else None
+        if prev is not None:
+            between = slice(prev["last"] + 1, ev["start"])
+            if int((open_[between] & (x[between] > 0)).sum()) < min_days:
+                span = slice(prev["start"], ev["last"] + 1)
+                prev.update(last=ev["last"], days=int(zero[span].sum()),
+                            observed=float(x[span].sum()),
+                            expected=prev["expected"] + ev["expected"],
+                            evidence=max(prev["evidence"], ev["evidence"]))
+                continue
+        merged.append(ev)
+    return merged
+
+
 def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: np.ndarray,
             counts: bool, is_total: bool, open_: np.ndarray, valid: np.ndarray,
             promo: np.ndarray, weekday: np.ndarray, cfg: SalesAnomalyConfig) -> list[dict]:
@@ -698,6 +719,7 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
                         "expected": float(e[span][zero[span]].sum()),
                         "evidence": float(ev_run[last]), "up": False,
                         "kind": "outage" if is_total else "stockout"})
+        out = _merge_runs(out, x, e, zero, open_, cfg.shift_min_days)
     p0 = runs["p0"] if zero.any() else np.ones(n)
     # -- level shifts
     stuck = open_ & (x <= 0) & (p0 < 0.5)  # a usual seller's empty days are a stock-out's
@@ -833,10 +855,17 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     # row of its own.
     taken_up = np.zeros(len(x), dtype=bool)
     taken_down = np.zeros(len(x), dtype=bool)
+    sold = np.cumsum(~closed & (x > 0))
     for ev in events:
         taken = taken_up if ev["up"] else taken_down
         taken[ev["start"]] = True
         taken[ev["detected"]:ev["last"] + 1] = True
+        if ev["kind"] == "stockout":
+            # until it has sold on ``shift_min_days`` open days again, a product back from a
+            # stock-out is still the stock-out's: its slow or empty days are not drops of their
+            # own (and empty days again continue the same event, ``_merge_runs``)
+            back = np.searchsorted(sold, sold[ev["last"]] + cfg.shift_min_days, side="left")
+            taken_down[ev["last"] + 1:back] = True
         ev["k"] = float(k[ev["start"]:ev["last"] + 1].mean())
         ev["ds"] = days[ev["start"]]
         ev["last_ds"] = days[ev["last"]]

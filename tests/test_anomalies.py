@@ -417,3 +417,49 @@ def test_a_continuing_event_keeps_its_key_on_every_daily_run(totals_series, tota
                          & (totals_found["kind"] == "level_shift")]
     assert shift_keys == set(zip(whole["series_id"], whole["ds"], whole["direction"]))
     assert len(shift_keys) == 1
+
+
+S_OUT = (date(2025, 3, 3), date(2025, 3, 12))  # ten days without a sale
+S_FOUND = date(2025, 3, 13)  # one last unit found on the shelf
+S_AGAIN = (date(2025, 3, 14), date(2025, 3, 19))  # and six more empty days
+
+
+def _stockout_with_a_blip() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A shop of 20 products open every day; BUSY sells about 25 orders a day, then runs out
+    of stock for ten days, sells one unit and is empty for six days more."""
+    rng = np.random.default_rng(5)
+    end = S_AGAIN[1] + timedelta(days=2)
+    days = pd.date_range(date(2024, 1, 1), end, freq="D")
+    d = days.date
+    rows = []
+    for i in range(20):
+        sku = "BUSY" if i == 0 else f"Q{i:02d}"
+        orders = rng.poisson(25.0 if i == 0 else rng.uniform(1.0, 6.0), len(days))
+        if i == 0:
+            out = ((d >= S_OUT[0]) & (d <= S_OUT[1])) | ((d >= S_AGAIN[0]) & (d <= S_AGAIN[1]))
+            orders = np.where(out, 0, orders)
+            orders = np.where(d == S_FOUND, 1, orders)
+        units = orders + rng.binomial(orders, 0.2)
+        keep = orders > 0
+        rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": orders[keep],
+                                  "units": units[keep], "revenue": units[keep] * 3.0}))
+    product_daily = pd.concat(rows, ignore_index=True)
+    daily = product_daily.groupby("sale_date", as_index=False)[["orders", "units", "revenue"]].sum()
+    return daily, product_daily
+
+
+def test_a_stockout_interrupted_by_one_sale_is_one_event_with_one_key():
+    daily, product_daily = _stockout_with_a_blip()
+    end = max(daily["sale_date"])
+    series = build_series(daily, product_daily, end, detail=True)
+    found = detect_sales_anomalies(series, end, lookback_days=None)
+    busy = found[(found["series_id"] == "BUSY") & (found["direction"] == "down")]
+    assert list(zip(busy["ds"], busy["kind"])) == [(S_OUT[0], "stockout")]
+    assert "16 open days so far" in busy["note"].iloc[0]
+    # every daily run during the second empty spell mails the same alert, not a new one
+    keys = set()
+    for k in range(0, 6):
+        run = detect_sales_anomalies(series, S_AGAIN[0] + timedelta(days=k), lookback_days=7)
+        mine = run[(run["series_id"] == "BUSY") & (run["direction"] == "down")]
+        keys |= set(zip(mine["ds"], mine["kind"]))
+    assert keys == {(S_OUT[0], "stockout")}
