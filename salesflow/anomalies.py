@@ -748,6 +748,9 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
         big = eff >= 1 + cfg.shift_effect if up else eff <= 1 - cfg.shift_effect
         alarm = (s >= cfg.shift_evidence) & (so >= cfg.shift_min_days) & big & usable
         for st0, t, last in _first_alarms(alarm, start, s > 1e-12):
+            # the shift lasts up to where its evidence peaks: after it the days speak against
+            # it (the level is back), though the sum takes a while to fall to 0
+            last = t + int(np.argmax(s[t:last + 1]))
             span = slice(st0, last + 1)
             k = keep[span]
             out.append({"series_id": uid, "start": st0, "detected": t, "last": last,

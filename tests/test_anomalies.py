@@ -463,3 +463,13 @@ def test_a_stockout_interrupted_by_one_sale_is_one_event_with_one_key():
         mine = run[(run["series_id"] == "BUSY") & (run["direction"] == "down")]
         keys |= set(zip(mine["ds"], mine["kind"]))
     assert keys == {(S_OUT[0], "stockout")}
+
+
+def test_a_level_shift_row_tells_the_size_of_the_fall_not_a_mix_with_the_adapted_days(
+        totals_found):
+    # the expected level follows the new level within weeks: the row's figures are those of
+    # the days up to where the evidence peaked, a fall to 60%, not diluted by the later days
+    r = totals_found[(totals_found["series_id"] == "DAILY")
+                     & (totals_found["kind"] == "level_shift")].iloc[0]
+    assert 0.5 < r["observed"] / r["expected"] < 0.7
+    assert "40% below" in r["note"]
