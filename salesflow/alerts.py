@@ -3,7 +3,9 @@
 Which alerts an as-of day raises
 --------------------------------
 * Anomalies: the rows ``ml.sales_anomalies`` holds for that ``as_of`` run with a day in the
-  last ``lookback_days`` (default 7) and a severity other than ``none``. Key:
+  last ``lookback_days`` (default 7), or, for a stock-out, outage or level shift (one row dated
+  by its first day), a first day in the last ``EVENT_LOOKBACK_DAYS`` (28), and a severity
+  other than ``none``. Key:
   ``anomaly:<series_id>:<ds>:<direction>``, so a day flagged again by a later run is not
   announced twice.
 * Stock: the products ``marts.stock_status`` shows as OUT_OF_STOCK or LOW, or with another
@@ -64,6 +66,8 @@ from salesflow.warehouse import OPS_DDL, transaction
 
 ALERT_DDL = {name: OPS_DDL[name] for name in ("ops.alert_deliveries",)}
 ANOMALY_LOOKBACK_DAYS = 7
+# a stock-out, outage or level shift that began up to this many days ago is still news
+EVENT_LOOKBACK_DAYS = 28
 STATUS_LABELS = {"OUT_OF_STOCK": "out of stock", "LOW": "low on stock", "DEAD": "not selling",
                  "OVERSTOCK": "overstocked", "OK": "stock cover short"}
 
@@ -117,18 +121,20 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
             [as_of]).fetchall())
     # a stock-out, outage or level shift is one row dated by its first day, which may lie before
     # the window when the event was confirmed later: the run writes it while it reaches into its
-    # lookback, and the ledger mails its key once
+    # lookback, and the ledger mails its key once; one that began more than EVENT_LOOKBACK_DAYS
+    # ago is not news
     events = ", ".join(f"'{k}'" for k in MULTI_DAY_KINDS)
     rows = con.execute(
         f"""SELECT series_id, ds, direction, severity, observed, expected, lower, upper, score,
                   kind, note
            FROM ml.sales_anomalies
-           WHERE as_of = ? AND ds <= ? AND (ds >= ? OR kind IN ({events}))
+           WHERE as_of = ? AND ds <= ? AND (ds >= ? OR (kind IN ({events}) AND ds >= ?))
              AND coalesce(lower(severity), 'none') <> 'none'
            QUALIFY row_number() OVER (PARTITION BY series_id, ds, direction
                                       ORDER BY abs(score) DESC NULLS LAST) = 1
            ORDER BY ds, series_id""",
-        [as_of, as_of, as_of - timedelta(days=lookback_days - 1)]).fetchall()
+        [as_of, as_of, as_of - timedelta(days=lookback_days - 1),
+         as_of - timedelta(days=max(lookback_days, EVENT_LOOKBACK_DAYS) - 1)]).fetchall()
     out = []
     for row in rows:
         series, ds, direction, severity, observed, expected, lower, upper, score, kind, note = (

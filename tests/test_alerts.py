@@ -121,6 +121,10 @@ def test_an_event_confirmed_after_the_window_is_mailed_once_under_its_first_day(
     keys = {a.key for a in build_alerts(con, AS_OF) if a.kind == "anomaly"}
     assert f"anomaly:SNK-00003:{first}:down" in keys
     assert f"anomaly:SNK-00004:{first}:up" not in keys
+    # a shift that began months ago is not news
+    add_anomalies(con, [(AS_OF, "SNK-00005", AS_OF - timedelta(days=200), 3.0, 6.0, 5.0, 7.0, -5.0, "down",
+                         "high", "level_shift", "50% below for 180 open days so far")])
+    assert not [k for k in (a.key for a in build_alerts(con, AS_OF)) if k.startswith("anomaly:SNK-00005")]
     shift = next(a for a in build_alerts(con, AS_OF) if a.key == f"anomaly:SNK-00003:{first}:down")
     assert f"since {first}" in shift.title
     mailer = smtp_server.mailer()
