@@ -74,13 +74,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import ROOT, median_run, run_child  # noqa: E402
+from ml import synthetic_panel  # noqa: E402
+from ml_data import DEMO, demo_shop  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work"
 DATA = Path("/work/shared/data")
 ONLINE_RETAIL = DATA / "online_retail" / "online_retail.csv.gz"
 SUPERSTORE = DATA / "superstore" / "superstore_9994_2016-2019.csv"
 CDNOW = DATA / "cdnow" / "cdnow_master.csv"
-DEMO = dict(days=760, products=300, orders_per_day=120.0, end=date(2025, 6, 30))
 WINDOW = 90
 BEFORE = 180
 NAMES = {"online_retail": "Online Retail", "superstore_subcat": "Superstore, per sub-category",
@@ -449,23 +450,6 @@ def daily_replay(slug: str, grain: str, seed: int) -> dict:
 
 # --------------------------------------------------------------------------- demo shop
 
-def demo_shop(seed: int):
-    from emulator.demo import generate_demo
-    from salesflow.datasets import daily_frames
-
-    end = DEMO["end"]
-    start = end - timedelta(days=DEMO["days"] - 1)
-    shop = generate_demo(seed, start, end, n_products=DEMO["products"],
-                         orders_per_day=DEMO["orders_per_day"])
-    s = shop.sales
-    lines = pd.DataFrame({
-        "sale_date": s["sale_ts"].dt.normalize(), "sale_id": s["sale_id"], "sku": s["sku"],
-        "quantity": s["quantity"], "revenue": (s["quantity"] * s["unit_price"]).round(2),
-    })
-    daily, product_daily = daily_frames(lines, start, end)
-    return daily, product_daily, shop
-
-
 def stock_snapshots(shop, product_daily, days: int = 60, seed: int = 0):
     """Closing stock of the last ``days`` days, rebuilt backwards from today's stock."""
     rng = np.random.default_rng(seed)
@@ -542,28 +526,6 @@ def evaluate_demo(seed: int) -> dict:
 
 
 # --------------------------------------------------------------------------- speed
-
-def synthetic_panel(n: int, days: int = 1095, seed: int = 0):
-    """``n`` retail-like sku series (units a day) ending 2025-06-30 (as ``benchmarks/ml.py``)."""
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range(end="2025-06-30", periods=days, freq="D")
-    weekday = np.array([0.86, 0.88, 0.92, 0.97, 1.12, 1.38, 1.05])[ds.dayofweek.to_numpy()]
-    doy = ds.dayofyear.to_numpy()
-    years = np.arange(days) / 365.25
-    rates = rng.lognormal(0.0, 1.2, n)
-    amp = np.where(rng.random(n) < 0.3, rng.uniform(0.2, 0.8, n), rng.uniform(0.0, 0.1, n))
-    phase = rng.uniform(0, 365, n)
-    growth = rng.normal(0.03, 0.1, n)
-    start = np.where(rng.random(n) < 0.1, rng.integers(0, days - 120, n), 0)
-    parts = []
-    for i in range(n):
-        lam = (rates[i] * weekday * (1 + amp[i] * np.cos(2 * np.pi * (doy - phase[i]) / 365.25))
-               * (1 + growth[i]) ** years * rng.lognormal(0.0, 0.2, days))
-        s = int(start[i])
-        parts.append(pd.DataFrame({"unique_id": f"SKU-{i:05d}", "ds": ds[s:],
-                                   "y": rng.poisson(lam[s:]).astype(float)}))
-    return pd.concat(parts, ignore_index=True)
-
 
 SPEED_STEPS = {"anomalies": "anomaly scoring, whole history",
                "anomalies_daily": "anomaly scoring, a daily run (last 7 days, two years read)"}
