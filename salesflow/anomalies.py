@@ -21,11 +21,15 @@ every ordinary day, and a spike must also beat the last 13 weeks' highest day an
 
 * weekday profile: each weekday's mean over the last 12 weeks, shrunk for sparse sellers
   towards the shop's (``TOTAL``'s) weekday shares of the same weeks; a weekday on which the
-  series sold nothing in those weeks (a day the shop does not trade) is learnt as 0;
-* level: the weekday-adjusted mean of the last 28 days, leaving out days that were unusual,
-  runs of zero sales too long for the product's level (out of stock, delisted), promotion
-  days (sold at least 5% below the recent median unit price), closed days and days the shop
-  does not trade;
+  series sold nothing in those weeks though its other days make that unlikely (at least
+  ``unavailable_mass`` expected: a day the shop does not trade) is learnt as 0;
+* level: the sales of the last 28 days over the sum of their weekday factors (a ratio, not a
+  mean of day / factor, which a slow seller's rare sale on a weekday of small factor would
+  inflate), leaving out days that were unusually low, runs of zero sales too long for the
+  product's level (out of stock, delisted), promotion days (sold at least 5% below the recent
+  median unit price), closed days and days the shop does not trade; an unusually high day
+  counts up to the count that would be unusual (``calendar_z``), so that a lumpy seller's
+  few busy days do not drop out of its level;
 * expected = level x weekday factor, times the calendar and shop factors below.
 
 Closed days: the configured ``closed_days``, and for the products every day the whole shop sold
@@ -245,12 +249,14 @@ def _weekday_shares(y: np.ndarray, dow: np.ndarray, weeks: int, seen: np.ndarray
 def _level(y: np.ndarray, w: np.ndarray, days: int, seen: np.ndarray) -> np.ndarray:
     """Weekday-adjusted mean of the ``seen`` days among the last ``days``; of all of them when
     fewer than half were seen (a long gap is the new normal, not an exception)."""
-    adj = y / np.maximum(w, 1e-3)
-    s, _ = _trailing_sum(np.where(seen, adj, 0.0), days)
+    s, _ = _trailing_sum(np.where(seen, y, 0.0), days)
+    sw, _ = _trailing_sum(np.where(seen, w, 0.0), days)
     c, _ = _trailing_sum(seen.astype(float), days)
-    s_all, c_all = _trailing_sum(adj, days)
-    mean_seen = np.divide(s, c, out=np.zeros(len(y)), where=c > 0)
-    mean_all = np.divide(s_all, c_all, out=np.full(len(y), np.nan), where=c_all >= min(7, days))
+    s_all, c_all = _trailing_sum(y, days)
+    sw_all, _ = _trailing_sum(w, days)
+    mean_seen = np.divide(s, sw, out=np.zeros(len(y)), where=sw > 1e-9)
+    mean_all = np.divide(s_all, sw_all, out=np.zeros(len(y)), where=sw_all > 1e-9)
+    mean_all = np.where(c_all >= min(7, days), mean_all, np.nan)
     return np.where(c >= c_all / 2, mean_seen, mean_all)
 
 
@@ -378,7 +384,13 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     spike), up to ``LUMPY_ALPHA_MAX``."""
     n = len(x)
     sums, cnts = _trailing_weekday_sums(x, dow, cfg.weekday_weeks, np.ones(n, dtype=bool))
-    idle = (x <= 0) & (sums[np.arange(n), dow] <= 0) & (cnts[np.arange(n), dow] >= 2)
+    # a weekday without a sale in the last weeks, where the other days' sales make that
+    # unlikely by chance (a slow seller's blank weekday is chance, not a day it is not sold)
+    rate = np.divide(sums.sum(axis=1), cnts.sum(axis=1), out=np.zeros(n),
+                     where=cnts.sum(axis=1) > 0)
+    day_n = cnts[np.arange(n), dow]
+    idle = ((x <= 0) & (sums[np.arange(n), dow] <= 0) & (day_n >= 2)
+            & (rate * day_n >= cfg.unavailable_mass))
     warm = np.arange(n) >= cfg.min_history
     seen = np.ones(n, dtype=bool)
     w = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
@@ -396,7 +408,20 @@ def _score(x: np.ndarray, dow: np.ndarray, prior: np.ndarray, prior_days: float,
     if exclude is not None:
         seen &= ~exclude
     w2 = _weekday_factor(x, dow, cfg.weekday_weeks, prior, prior_days, seen)
-    exp2 = _level(x, w2, cfg.level_days, seen & ~idle) * w2
+    # A high day counts in the level up to the count it would take to be unusual: leaving it
+    # out would bias a slow, lumpy seller's level down (its few busy days are much of its sales).
+    high = ~gone & ok1 & (z1 >= cfg.calendar_z)
+    if exclude is not None:
+        high &= ~exclude
+    xl = x
+    if counts and high.any():
+        from scipy import special
+
+        nn, pp = _nb(np.nan_to_num(exp1[high], nan=0.0), a1[high])
+        top = np.ceil(special.nbdtrik(special.ndtr(cfg.calendar_z), nn, pp))
+        xl = x.copy()
+        xl[high] = np.minimum(x[high], np.nan_to_num(top, nan=0.0))
+    exp2 = _level(xl, w2, cfg.level_days, (seen | high) & ~idle) * w2
     ok2 = warm & np.isfinite(exp2)
     r2 = np.sqrt(x) - np.sqrt(np.nan_to_num(exp2, nan=0.0))
     s2 = (np.full(n, cfg.spread_floor) if counts

@@ -473,3 +473,48 @@ def test_a_level_shift_row_tells_the_size_of_the_fall_not_a_mix_with_the_adapted
                      & (totals_found["kind"] == "level_shift")].iloc[0]
     assert 0.5 < r["observed"] / r["expected"] < 0.7
     assert "40% below" in r["note"]
+
+
+HALVED = date(2024, 7, 1)  # a slow seller's sales halve for good from this day
+
+
+def _slow_seller_halves() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A shop of 30 products open every day; SLOW sells on about one day in three (one to
+    three units an order) and from HALVED on at half that rate, for a year."""
+    rng = np.random.default_rng(8)
+    days = pd.date_range(date(2023, 7, 1), date(2025, 6, 30), freq="D")
+    d = days.date
+    rows = []
+    for i in range(30):
+        sku = "SLOW" if i == 0 else f"P{i:02d}"
+        rate = 0.4 if i == 0 else rng.uniform(2.0, 8.0)
+        lam = np.full(len(days), rate)
+        if i == 0:
+            lam = np.where(d >= HALVED, rate / 2, lam)
+        orders = rng.poisson(lam)
+        units = orders + rng.binomial(2 * orders, 0.4)
+        keep = orders > 0
+        rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": orders[keep],
+                                  "units": units[keep], "revenue": units[keep] * 2.0}))
+    product_daily = pd.concat(rows, ignore_index=True)
+    daily = product_daily.groupby("sale_date", as_index=False)[["orders", "units", "revenue"]].sum()
+    return daily, product_daily
+
+
+def test_a_slow_sellers_lasting_fall_is_followed_not_reported_for_months():
+    daily, product_daily = _slow_seller_halves()
+    end = date(2025, 6, 30)
+    series = build_series(daily, product_daily, end, min_history=28, min_sale_days=1,
+                          detail=True)
+    found = detect_sales_anomalies(series, end, lookback_days=None)
+    slow = found[(found["series_id"] == "SLOW") & (found["kind"] == "level_shift")]
+    assert len(slow) <= 1
+    # the expected level follows the new level: over the last six months it is about what the
+    # product sold, not the level from before the fall
+    days = score_sales(series, end)
+    mine = days[(days["series_id"] == "SLOW") & (days["ds"] >= pd.Timestamp(2025, 1, 1))]
+    assert 0.75 < mine["expected"].sum() / mine["observed"].sum() < 1.33
+    # and the last daily run reports no shift that began months ago as if it were news
+    run = detect_sales_anomalies(series, end, lookback_days=7)
+    old = run[(run["kind"] == "level_shift") & (run["ds"] < end - timedelta(days=90))]
+    assert old.empty
