@@ -80,7 +80,8 @@ so far); day rows of the same direction inside a found event are the event's:
   back from a stock-out has sold on that many open days its low days are not drops;
 * ``level_shift``: Page's CUSUM of the day log-likelihood ratio of ``shift_up`` (``shift_down``)
   x the expected value against the expected value (each day's ratio capped, so that one day
-  does not make a shift), alarming at ``shift_evidence`` after ``shift_min_days`` days whose
+  does not make a shift; for heavy-tailed day totals at ``shift_evidence / shift_min_days``,
+  so that a few customers' cases in a week do not either), alarming at ``shift_evidence`` after ``shift_min_days`` days whose
   observed/expected is ``shift_effect`` or more away from 1; its first day is where the CUSUM
   last left 0, its last where the CUSUM peaked (later days speak against it: the expected level
   has followed, or the level is back), so the row gives the shift's size. The level coming back
@@ -730,7 +731,8 @@ def _merge_runs(runs: list[dict], x: np.ndarray, e: np.ndarray, zero: np.ndarray
 
 def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: np.ndarray,
             counts: bool, is_total: bool, open_: np.ndarray, valid: np.ndarray,
-            promo: np.ndarray, weekday: np.ndarray, cfg: SalesAnomalyConfig) -> list[dict]:
+            promo: np.ndarray, weekday: np.ndarray, cfg: SalesAnomalyConfig,
+            lumpy: bool = False) -> list[dict]:
     """Multi-day events of one series, each from the days up to it: stock-outs (a run of open
     days without a sale, for a product that usually sells) and level shifts (a CUSUM of the
     likelihood ratio of a day at ``shift_up`` / ``shift_down`` x the expected value)."""
@@ -771,7 +773,9 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
             sd = np.maximum(spread, 1e-9)
             d = np.sqrt(ratio * e) - np.sqrt(e)
             llr = d / sd ** 2 * (np.sqrt(x) - np.sqrt(e) - d / 2)
-        cap = cfg.shift_evidence / 3.0
+        # heavy-tailed day totals: a few customers' cases are no shift, it takes
+        # ``shift_min_days`` days of evidence
+        cap = cfg.shift_evidence / (cfg.shift_min_days if lumpy else 3.0)
         keep = incl & ~stuck if not up else incl
         llr = np.where(keep & (e > 0) & (idx >= 7 * cfg.weekday_weeks),  # weekday factors settled
                        np.clip(llr, -3 * cap, cap), 0.0)
@@ -891,7 +895,7 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     downs = valid & drops
     # Multi-day events: the shop's closed days neither break nor extend them.
     events = _events(uid, x, sc.expected, sc.alpha_all, sc.spread, counts, is_total, ~closed,
-                     valid_all, promo, w_of(sc), cfg)
+                     valid_all, promo, w_of(sc), cfg, lumpy=lumpy)
     # A day inside an event already found (and the event's first day) is the event's, not a
     # row of its own.
     taken_up = np.zeros(len(x), dtype=bool)

@@ -518,3 +518,44 @@ def test_a_slow_sellers_lasting_fall_is_followed_not_reported_for_months():
     run = detect_sales_anomalies(series, end, lookback_days=7)
     old = run[(run["kind"] == "level_shift") & (run["ds"] < end - timedelta(days=90))]
     assert old.empty
+
+
+# four customers' cases within a week
+CASES = (date(2025, 5, 6), date(2025, 5, 8), date(2025, 5, 10), date(2025, 5, 13))
+RISE = (date(2025, 5, 26), date(2025, 6, 22))  # four weeks at twice the level
+
+
+def _cases_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One line per product and day (orders 1), open every day; CASES sells about 20 units a
+    day and now and then a customer's case of 150 more, four of them within a week;
+    RISE sells about 20 a day and twice that for four weeks."""
+    rng = np.random.default_rng(13)
+    days = pd.date_range(date(2024, 1, 1), date(2025, 6, 30), freq="D")
+    d = days.date
+    rows = []
+    for i in range(30):
+        sku = ("CASES", "RISE")[i] if i < 2 else f"P{i:02d}"
+        lam = np.full(len(days), 20.0 if i < 2 else rng.uniform(2.0, 8.0))
+        if i == 1:
+            lam = np.where((d >= RISE[0]) & (d <= RISE[1]), 2 * lam, lam)
+        units = rng.poisson(lam)
+        if i == 0:
+            units = units + 150 * ((rng.random(len(days)) < 0.02) | np.isin(d, CASES))
+        keep = units > 0
+        rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": 1,
+                                  "units": units[keep], "revenue": units[keep] * 2.0}))
+    product_daily = pd.concat(rows, ignore_index=True)
+    daily = product_daily.groupby("sale_date", as_index=False)[["orders", "units", "revenue"]].sum()
+    return daily, product_daily
+
+
+def test_a_few_cases_at_the_day_total_grain_are_no_level_shift_but_a_lasting_rise_is():
+    daily, product_daily = _cases_shop()
+    end = date(2025, 6, 30)
+    series = build_series(daily, product_daily, end, detail=True)
+    found = detect_sales_anomalies(series, end, lookback_days=None)
+    shifts = found[found["kind"] == "level_shift"]
+    cases = shifts[(shifts["series_id"] == "CASES") & (shifts["ds"] >= CASES[0] - timedelta(7))]
+    assert cases.empty
+    rise = shifts[(shifts["series_id"] == "RISE") & (shifts["direction"] == "up")]
+    assert len(rise) == 1 and RISE[0] <= rise["ds"].iloc[0] <= RISE[0] + timedelta(days=7)
