@@ -111,7 +111,7 @@ as sale lines / as one line per product per day):
   generator makes (3-18 day stock-outs, launches, discontinuations, seasonal items) without
   listing them in its truth. Its daily run on 2025-06-30 reports its current stock-outs and
   no level shift of a slow seller that began months before;
-* speed, 2,000 synthetic series of three years: 13.2 s for the whole history, 9.9 s for a
+* speed, 2,000 synthetic series of three years: 13.1 s for the whole history, 10.0 s for a
   daily run (the tails of the negative binomial come straight from ``scipy.special``, series
   scored as counts skip the rolling spread they do not use, and a daily run builds rows for
   its flagged days only).

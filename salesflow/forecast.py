@@ -95,9 +95,10 @@ On 600 Online Retail products (mostly intermittent, one year of history) the sel
 is 0.85, 0.77 and 0.75 of the best baseline at the November, August and May origins, the bias
 of the mean (the sum of ``yhat`` over the actuals', less 1) -12%, +35% and +4%.
 
-The 2,000 synthetic series of three years of ``benchmarks/ml.py``'s speed test take 79 s of
-CPU time (``n_jobs=2``; 1447 MB at the peak), 1.15 times what a selection on the last four
-windows with MSTL for the 25 biggest series took in the same run (69 s).
+The 2,000 synthetic series of three years of ``benchmarks/ml.py``'s speed test take 52.9 s
+(``n_jobs=2``, idle machine; 1,462 MB at the peak); on a loaded machine 79 s of CPU time, 1.15
+times what a selection on the last four windows with MSTL for the 25 biggest series took in
+the same run (69 s).
 
 Selecting on the mean's RMSSE instead (``select_on="rmsse"``) was measured on the 28-day
 hold-out of the development data (demo shops of seeds 3, 5, 7, 11, Superstore per product and
