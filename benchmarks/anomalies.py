@@ -75,11 +75,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import ROOT, median_run, run_child  # noqa: E402
 from ml import synthetic_panel  # noqa: E402
-from ml_data import DEMO, demo_shop  # noqa: E402
+from ml_data import DEMO, demo_shop, online_retail_lines  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work"
 DATA = Path("/work/shared/data")
-ONLINE_RETAIL = DATA / "online_retail" / "online_retail.csv.gz"
 SUPERSTORE = DATA / "superstore" / "superstore_9994_2016-2019.csv"
 CDNOW = DATA / "cdnow" / "cdnow_master.csv"
 WINDOW = 90
@@ -91,19 +90,6 @@ KINDS = ("spike", "drop", "stockout", "shift")
 
 
 # --------------------------------------------------------------------------- data
-
-def online_retail_lines() -> pd.DataFrame:
-    from emulator.online_retail import convert, read_export
-
-    sales = convert(read_export(ONLINE_RETAIL)).sales.drop_duplicates()
-    ts = pd.to_datetime(sales["sale_ts"], format="%Y-%m-%dT%H:%M:%S")
-    day = ts.groupby(sales["sale_id"]).transform("min").dt.normalize()
-    qty = sales["quantity"].astype(int)
-    return pd.DataFrame({
-        "sale_date": day, "sale_id": sales["sale_id"].astype(str), "sku": sales["sku"].astype(str),
-        "quantity": qty, "revenue": (qty * sales["unit_price"].astype(float)).round(2),
-    })
-
 
 def sale_lines(slug: str) -> pd.DataFrame:
     from salesflow.datasets import read_cdnow, read_superstore
