@@ -62,7 +62,7 @@ from salesflow.mailer import Delivery, Mailer, Recipients, build_message, redact
 from salesflow.reports.charts import SEVERITY_COLORS, anomaly_chart_png
 from salesflow.reports.content import finite, severity_rank
 from salesflow.reports.files import report_message
-from salesflow.warehouse import OPS_DDL, transaction
+from salesflow.warehouse import OPS_DDL, has_table, transaction
 
 ALERT_DDL = {name: OPS_DDL[name] for name in ("ops.alert_deliveries",)}
 ANOMALY_LOOKBACK_DAYS = 7
@@ -100,22 +100,16 @@ class Alert:
         return json.dumps(body, default=str, sort_keys=True)
 
 
-def _has_table(con, schema: str, name: str) -> bool:
-    return con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchone()[0] > 0
-
-
 def _num(value, places: int = 2) -> str:
     return "n/a" if value is None else f"{float(value):,.{places}f}"
 
 
 def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
                    lookback_days: int = ANOMALY_LOOKBACK_DAYS) -> list[Alert]:
-    if not _has_table(con, "ml", "sales_anomalies"):
+    if not has_table(con, "ml", "sales_anomalies"):
         return []
     names = {}
-    if _has_table(con, "marts", "stock_status"):
+    if has_table(con, "marts", "stock_status"):
         names = dict(con.execute(
             "SELECT sku, any_value(product_name) FROM marts.stock_status WHERE as_of = ? GROUP BY sku",
             [as_of]).fetchall())
@@ -178,7 +172,7 @@ _STOCK_ALERTS_SQL = """
 
 
 def stock_alerts(con: duckdb.DuckDBPyConnection, as_of: date) -> list[Alert]:
-    if not _has_table(con, "marts", "stock_status"):
+    if not has_table(con, "marts", "stock_status"):
         return []
     out = []
     for sku, name, status, severity, stock, threshold, avg_units, cover, reorder, start in \
