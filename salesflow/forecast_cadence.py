@@ -29,13 +29,13 @@ whose past changed is chosen, until the next weekly day, against the other serie
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from salesflow import forecast
+from salesflow.settings import whole_days_from_env
 
 RESELECT_ENV = "SALESFLOW_FORECAST_RESELECT_DAYS"
 DEFAULT_RESELECT_DAYS = 7
@@ -55,13 +55,7 @@ def reselect_days(value: int | None = None, environ=None) -> int:
     """Days a selection is kept: ``value`` (the run config) when given, else
     ``SALESFLOW_FORECAST_RESELECT_DAYS``, else 7. 1 re-selects every day."""
     if value is None:
-        text = ((os.environ if environ is None else environ).get(RESELECT_ENV) or "").strip()
-        if not text:
-            return DEFAULT_RESELECT_DAYS
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"{RESELECT_ENV} must be a whole number of days, got {text!r}") from None
+        return whole_days_from_env(RESELECT_ENV, DEFAULT_RESELECT_DAYS, environ=environ)
     if int(value) < 1:
         raise ValueError(f"the forecast re-selection interval must be at least 1 day, got {value}")
     return int(value)

@@ -59,3 +59,18 @@ def parse_closed_days(text: str) -> tuple[str, ...]:
                              f"or YYYY-MM-DD") from None
         days.append(item)
     return tuple(days)
+
+
+def whole_days_from_env(name: str, default: int, *, minimum: int = 1, environ=None) -> int:
+    """A number of days read from the environment variable ``name``: ``default`` when unset or
+    blank; a value that is not a whole number, or below ``minimum``, is refused by name."""
+    text = ((os.environ if environ is None else environ).get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of days, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value

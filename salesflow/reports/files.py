@@ -16,7 +16,6 @@ above are touched.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
 import subprocess
@@ -35,7 +34,7 @@ from salesflow.reports.content import KINDS, Report, load_report, section_notes
 from salesflow.reports.excel import render_xlsx
 from salesflow.reports.fmt import fmt_change, fmt_growth, fmt_value
 from salesflow.reports.pdf import render_pdf
-from salesflow.settings import ShopSettings
+from salesflow.settings import ShopSettings, whole_days_from_env
 
 DEFAULT_KEEP_DAYS = 90
 _DAY_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -104,17 +103,7 @@ def prune_reports(root: str | Path, keep_days: int, today: date) -> list[Path]:
 
 def keep_days_from_env(environ: Mapping[str, str] | None = None) -> int:
     """``SALESFLOW_REPORTS_KEEP_DAYS``, default ``DEFAULT_KEEP_DAYS``."""
-    env = os.environ if environ is None else environ
-    raw = (env.get("SALESFLOW_REPORTS_KEEP_DAYS") or "").strip()
-    if not raw:
-        return DEFAULT_KEEP_DAYS
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"SALESFLOW_REPORTS_KEEP_DAYS must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise ValueError("SALESFLOW_REPORTS_KEEP_DAYS must be at least 1")
-    return value
+    return whole_days_from_env("SALESFLOW_REPORTS_KEEP_DAYS", DEFAULT_KEEP_DAYS, environ=environ)
 
 
 def pdftoppm_available() -> bool:
