@@ -874,7 +874,8 @@ def _state(prof: _Profile, name: str, q: dict) -> str:
     }, allow_nan=True)
 
 
-def _load_state(text: str) -> dict:
+def load_state(text: str) -> dict:
+    """A selection row's ``state`` (as ``select`` stores it) read back for ``predict``."""
     st = json.loads(text)
     q = st["q"]
     st["q"] = {80: tuple(q["80"]), 95: tuple(q["95"]), 50: q["50"], "count": q["count"],
@@ -966,7 +967,7 @@ def predict(
     end = _as_timestamp(as_of)
     as_of_date = end.date()
     groups, starts = _split(series, end)
-    states = {str(r.series_id): _load_state(r.state) for r in selection.itertuples(index=False)
+    states = {str(r.series_id): load_state(r.state) for r in selection.itertuples(index=False)
               if str(r.series_id) in groups}
     if not states:
         return pd.DataFrame(columns=FORECAST_COLUMNS)

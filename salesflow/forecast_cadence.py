@@ -163,7 +163,7 @@ def plan(series: pd.DataFrame, as_of: object, stored: pd.DataFrame | None, *, ev
 def _readable(rows: pd.DataFrame) -> bool:
     try:
         for text in rows["state"]:
-            state = forecast._load_state(text)
+            state = forecast.load_state(text)
             state["members"], state["label"], state["floor"]  # noqa: B018 - what predict reads
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
