@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SALESFLOW_BENCH_DATA", "/work/shared/data"))
 sys.path.insert(0, str(ROOT))
 
-DEMO = dict(seed=42, days=760, products=300, orders_per_day=120.0, end=date(2025, 6, 30))
+from ml_data import DEMO, demo_shop  # noqa: E402
+
 START = DEMO["end"] - timedelta(days=DEMO["days"] - 1)
 # partitions must reach back to the demo shop's history (read when the assets are imported)
 os.environ["SALESFLOW_PARTITIONS_START"] = START.isoformat()
@@ -65,19 +66,10 @@ def build_warehouse(path: Path, seed: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from emulator.demo import generate_demo
-    from salesflow.datasets import daily_frames
     from salesflow.warehouse import connect, registered
 
     end = DEMO["end"]
-    shop = generate_demo(seed, START, end, n_products=DEMO["products"],
-                         orders_per_day=DEMO["orders_per_day"])
-    s = shop.sales
-    lines = pd.DataFrame({
-        "sale_date": s["sale_ts"].dt.normalize(), "sale_id": s["sale_id"], "sku": s["sku"],
-        "quantity": s["quantity"], "revenue": (s["quantity"] * s["unit_price"]).round(2),
-    })
-    daily, product_daily = daily_frames(lines, START, end)
+    daily, product_daily, shop = demo_shop(seed)
     daily = daily.assign(sale_date=daily["sale_date"].dt.date, cost=0.0, gross_profit=0.0,
                          revenue_with_cost=0.0, identified_orders=daily["orders"])
     product_daily = product_daily.assign(sale_date=pd.to_datetime(product_daily["sale_date"]).dt.date)
@@ -129,7 +121,6 @@ def run_day(path: Path, day: date, n_jobs: int) -> dict:
 def _fallback_datasets():
     import pandas as pd
 
-    from emulator.demo import generate_demo
     from emulator.online_retail import convert, read_export
     from salesflow.datasets import daily_frames, read_superstore
 
@@ -146,13 +137,8 @@ def _fallback_datasets():
     cat = raw.drop_duplicates("Product ID").rename(columns={"Product ID": "sku", "Sub-Category": "category"})
     yield ("Superstore per product", *daily_frames(read_superstore(path)), cat,
            ("2018-12-03", "2019-06-03", "2019-12-02"))
-    end = DEMO["end"]
-    shop = generate_demo(DEMO["seed"], START, end, n_products=DEMO["products"],
-                         orders_per_day=DEMO["orders_per_day"])
-    s = shop.sales
-    lines = pd.DataFrame({"sale_date": s["sale_ts"].dt.normalize(), "sale_id": s["sale_id"], "sku": s["sku"],
-                          "quantity": s["quantity"], "revenue": (s["quantity"] * s["unit_price"]).round(2)})
-    yield ("demo shop", *daily_frames(lines, START, end), shop.products[["sku", "category"]],
+    daily, product_daily, shop = demo_shop(DEMO["seed"])
+    yield ("demo shop", daily, product_daily, shop.products[["sku", "category"]],
            ("2024-12-01", "2025-03-01", "2025-06-02"))
 
 
