@@ -73,7 +73,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import ROOT, median_run, run_child  # noqa: E402
+from common import ROOT, median_run, run_child, speed_table  # noqa: E402
 from ml import synthetic_panel  # noqa: E402
 from ml_data import DEMO, demo_shop, online_retail_lines  # noqa: E402
 
@@ -604,13 +604,8 @@ def report(real: list[dict], replays: list[dict], demo: list[dict], speed: dict,
     if speed:
         first = next(iter(speed.values()))
         lines += ["", f"Speed: {first['series']:,} synthetic series, {first['rows']:,} days, a "
-                  f"fresh child process each; median of the rounds:", "",
-                  "| measurement | seconds (median) | all rounds | peak memory MB | rows |",
-                  "| --- | ---: | --- | ---: | ---: |"]
-        for step, label in SPEED_STEPS.items():
-            r = speed[step]
-            lines.append(f"| {label} | {r['seconds']:.1f} | {r['all_seconds']} | {r['peak_mb']} "
-                         f"| {r['anomaly_rows']} |")
+                  f"fresh child process each; median of the rounds:", ""]
+        lines += speed_table(speed, SPEED_STEPS, {"peak memory MB": "peak_mb", "rows": "anomaly_rows"})
     return "\n".join(lines)
 
 

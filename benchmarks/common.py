@@ -40,3 +40,15 @@ def median_run(runs: list[dict]) -> dict:
     result = dict(ordered[len(ordered) // 2])
     result["all_seconds"] = [round(r["seconds"], 2) for r in runs]
     return result
+
+
+def speed_table(speed: dict, steps: dict, columns: dict) -> list[str]:
+    """Markdown lines of a speed table: per step of ``steps`` (key -> label) its median and
+    every round's seconds, then the ``columns`` (header -> key of the step's result)."""
+    lines = ["| " + " | ".join(["measurement", "seconds (median)", "all rounds", *columns]) + " |",
+             "| --- | ---: | --- |" + " ---: |" * len(columns)]
+    for step, label in steps.items():
+        r = speed[step]
+        cells = [label, f"{r['seconds']:.1f}", str(r["all_seconds"]), *(str(r[k]) for k in columns.values())]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -72,7 +72,7 @@ import warnings
 from datetime import date
 from pathlib import Path
 
-from common import ROOT, median_run, run_child
+from common import ROOT, median_run, run_child, speed_table
 
 sys.path.insert(0, str(ROOT))
 
@@ -682,13 +682,8 @@ def main() -> int:
     if speed:
         sf = speed["forecast"]
         lines += ["", f"speed: {sf['series']:,} series, {sf['rows']:,} days; {args.rounds} rounds, "
-                  f"median; memory: the child process and its workers, sampled together", "",
-                  "| measurement | seconds (median) | all rounds | peak memory MB |",
-                  "| --- | ---: | --- | ---: |"]
-        for step, label in SPEED_STEPS.items():
-            r = speed[step]
-            lines.append(f"| {label} | {r['seconds']:.1f} | {r['all_seconds']} | "
-                         f"{r['peak_tree_mb']} |")
+                  f"median; memory: the child process and its workers, sampled together", ""]
+        lines += speed_table(speed, SPEED_STEPS, {"peak memory MB": "peak_tree_mb"})
         lines += ["", f"models chosen: {sf['models']}"]
     report = "\n".join(lines)
     print(report)
