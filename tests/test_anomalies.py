@@ -297,6 +297,18 @@ def test_rows_insert_into_the_warehouse_contract_table(found, tmp_path):
 OPEN = np.array([0.9, 0.95, 1.0, 1.05, 1.3, 0.0, 0.8])  # Monday .. Sunday; closed on Saturdays
 D_START, D_END = date(2023, 1, 2), date(2025, 3, 31)
 D_SPIKE, D_DROP = date(2024, 5, 14), date(2024, 7, 10)
+
+
+def _marts(rows: list[pd.DataFrame], days=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The shop's day totals and its product lines from per-product frames; with ``days``,
+    every one of those days has a total (0 where nothing sold)."""
+    product_daily = pd.concat(rows, ignore_index=True)
+    daily = product_daily.groupby("sale_date")[["orders", "units", "revenue"]].sum()
+    if days is not None:
+        daily = daily.reindex(days, fill_value=0).rename_axis("sale_date")
+    return daily.reset_index(), product_daily
+
+
 D_STOCKOUT = (date(2024, 9, 10), date(2024, 9, 12))  # Tuesday .. Thursday, no sale
 D_SHIFT = (date(2025, 2, 3), date(2025, 3, 2))  # four weeks at 60%
 
@@ -326,12 +338,7 @@ def _daily_totals_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
         keep = units > 0
         rows.append(pd.DataFrame({"sale_date": days.date[keep], "sku": sku, "orders": 1,
                                   "units": units[keep], "revenue": units[keep] * 2.5}))
-    product_daily = pd.concat(rows, ignore_index=True)
-    per_day = product_daily.groupby("sale_date").agg(orders=("orders", "sum"),
-                                                     units=("units", "sum"),
-                                                     revenue=("revenue", "sum"))
-    daily = per_day.reindex(days.date, fill_value=0).rename_axis("sale_date").reset_index()
-    return daily, product_daily
+    return _marts(rows, days.date)
 
 
 @pytest.fixture(scope="module")
@@ -443,9 +450,7 @@ def _stockout_with_a_blip() -> tuple[pd.DataFrame, pd.DataFrame]:
         keep = orders > 0
         rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": orders[keep],
                                   "units": units[keep], "revenue": units[keep] * 3.0}))
-    product_daily = pd.concat(rows, ignore_index=True)
-    daily = product_daily.groupby("sale_date", as_index=False)[["orders", "units", "revenue"]].sum()
-    return daily, product_daily
+    return _marts(rows)
 
 
 def test_a_stockout_interrupted_by_one_sale_is_one_event_with_one_key():
@@ -496,9 +501,7 @@ def _slow_seller_halves() -> tuple[pd.DataFrame, pd.DataFrame]:
         keep = orders > 0
         rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": orders[keep],
                                   "units": units[keep], "revenue": units[keep] * 2.0}))
-    product_daily = pd.concat(rows, ignore_index=True)
-    daily = product_daily.groupby("sale_date", as_index=False)[["orders", "units", "revenue"]].sum()
-    return daily, product_daily
+    return _marts(rows)
 
 
 def test_a_slow_sellers_lasting_fall_is_followed_not_reported_for_months():
@@ -544,9 +547,7 @@ def _cases_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
         keep = units > 0
         rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": 1,
                                   "units": units[keep], "revenue": units[keep] * 2.0}))
-    product_daily = pd.concat(rows, ignore_index=True)
-    daily = product_daily.groupby("sale_date", as_index=False)[["orders", "units", "revenue"]].sum()
-    return daily, product_daily
+    return _marts(rows)
 
 
 def test_a_few_cases_at_the_day_total_grain_are_no_level_shift_but_a_lasting_rise_is():
