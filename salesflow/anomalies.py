@@ -357,10 +357,6 @@ class _Scored:
     alpha_all: np.ndarray | None = None
 
 
-def w_of(sc: _Scored) -> np.ndarray:
-    return sc.weekday if sc.weekday is not None else np.ones(len(sc.expected))
-
-
 def _trailing_extremes(v: np.ndarray, ok: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
     """Highest and lowest of the ``ok`` values among the ``days`` days before each day."""
     s = pd.Series(np.where(ok, v, np.nan)).shift(1).rolling(days, min_periods=14)
@@ -897,7 +893,7 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     downs = valid & drops
     # Multi-day events: the shop's closed days neither break nor extend them.
     events = _events(uid, x, sc.expected, sc.alpha_all, sc.spread, counts, is_total, ~closed,
-                     valid_all, promo, w_of(sc), cfg, lumpy=lumpy)
+                     valid_all, promo, sc.weekday, cfg, lumpy=lumpy)
     # A day inside an event already found (and the event's first day) is the event's, not a
     # row of its own.
     taken_up = np.zeros(len(x), dtype=bool)
