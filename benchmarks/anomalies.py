@@ -73,7 +73,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import ROOT, median_run, run_child, speed_table  # noqa: E402
+from common import ROOT, median_run, peak_rss_mb, run_child, speed_table  # noqa: E402
 from ml import synthetic_panel  # noqa: E402
 from ml_data import DEMO, demo_shop, online_retail_lines  # noqa: E402
 
@@ -525,12 +525,9 @@ def speed_child(n: int, step: str) -> dict:
     found = detect_sales_anomalies(panel, date(2025, 6, 30),
                                    lookback_days=None if step == "anomalies" else 7)
     seconds = time.perf_counter() - t0
-    import resource
-
     return {"series": int(panel["unique_id"].nunique()), "rows": len(panel),
             "seconds": round(seconds, 2), "anomaly_rows": len(found),
-            "kinds": found["kind"].value_counts().to_dict(),
-            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "kinds": found["kind"].value_counts().to_dict(), "peak_mb": round(peak_rss_mb())}
 
 
 # --------------------------------------------------------------------------- report
