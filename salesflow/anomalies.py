@@ -818,8 +818,8 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
     quantity ``_scored_quantity`` picks) and verdict; band, score and verdict only from
     ``since`` on (the expected values of earlier days feed the calendar comparison). Also the
     series' multi-day events (``_events``), and what the shop's series lends its products
-    (``base_z, count_expected, eps, seen`` of every day). ``flagged_only``: the frame holds the
-    flagged days only."""
+    (``x``, the scored quantity, and ``base_z, count_expected, eps, seen`` of every day).
+    ``flagged_only``: the frame holds the flagged days only."""
     is_total = uid == TOTAL
     dow = days.dayofweek.to_numpy()
     x, counts, scale = _scored_quantity(is_total, y, c, revenue, has_counts, cfg)
@@ -916,7 +916,7 @@ def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
 
     if since is not None:
         events = [ev for ev in events if ev["last_ds"] >= since]
-    extras = {"base_z": sc.z, "count_expected": base, "eps": eps, "seen": sc.seen}
+    extras = {"x": x, "base_z": sc.z, "count_expected": base, "eps": eps, "seen": sc.seen}
     if flagged_only:
         hit = np.flatnonzero(flag)
         frame = pd.DataFrame({
@@ -987,7 +987,7 @@ def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
                                  None, since=start, flagged_only=flagged_only)
         events += ev
         # The skus' weekday prior: the shop's own trailing weekday shares, day by day.
-        tx = _scored_quantity(True, y, c, None, counts and not day_totals, cfg)[0]
+        tx = ex["x"]
         shop_shares = _weekday_shares(tx, days.dayofweek.to_numpy(), cfg.weekday_weeks,
                                       ex["seen"].astype(bool))
         moved = np.abs(ex["base_z"]) >= cfg.calendar_z
