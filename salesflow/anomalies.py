@@ -811,22 +811,19 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
 def _series_days(uid: str, days: pd.DatetimeIndex, y: np.ndarray, c: np.ndarray,
                  revenue: np.ndarray | None, has_counts: bool, cfg: SalesAnomalyConfig,
                  prior: np.ndarray, shop_ratio: np.ndarray | None,
-                 since: pd.Timestamp | None = None,
-                 shop_closed: np.ndarray | None = None,
+                 closed: np.ndarray, since: pd.Timestamp | None = None,
                  flagged_only: bool = False) -> tuple[pd.DataFrame, list[dict], dict]:
     """Every day of one series: expected value and band (in the units of ``y``), score (of the
     quantity ``_scored_quantity`` picks) and verdict; band, score and verdict only from
     ``since`` on (the expected values of earlier days feed the calendar comparison). Also the
     series' multi-day events (``_events``), and what the shop's series lends its products
     (``x``, the scored quantity, and ``base_z, count_expected, eps, seen`` of every day).
-    ``flagged_only``: the frame holds the flagged days only."""
+    ``closed``: the series' days the shop is closed (configured, and for a product the shop's
+    days without a sale). ``flagged_only``: the frame holds the flagged days only."""
     is_total = uid == TOTAL
     dow = days.dayofweek.to_numpy()
     x, counts, scale = _scored_quantity(is_total, y, c, revenue, has_counts, cfg)
     lumpy = scale == "units" and has_counts and not is_total
-    closed = _closed(days, cfg.closed_days)
-    if shop_closed is not None:
-        closed = closed | shop_closed
     if is_total:
         sc = _score(x, dow, np.full(7, 1 / 7), 7.0, cfg, counts, runs=False, exclude=closed)
         promo = np.zeros(len(x), dtype=bool)
@@ -980,11 +977,15 @@ def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
             sku_days += int((y > 0).sum())
             multi += int((c > 1).sum())
     day_totals = counts and sku_days > 0 and multi <= 0.01 * sku_days
+    # the configured closed days, once on the longest series' days (every series ends on ``end``)
+    calendar = max((v[0] for v in data.values()), key=len)
+    closed_all = _closed(calendar, cfg.closed_days)
     if TOTAL in data:
         days, y, c, _ = data[TOTAL]
         shop_days = days
         t, ev, ex = _series_days(TOTAL, days, y, c, None, counts and not day_totals, cfg, prior,
-                                 None, since=start, flagged_only=flagged_only)
+                                 None, closed_all[len(calendar) - len(days):], since=start,
+                                 flagged_only=flagged_only)
         events += ev
         # The skus' weekday prior: the shop's own trailing weekday shares, day by day.
         tx = ex["x"]
@@ -1002,11 +1003,11 @@ def _score_all(series: pd.DataFrame, as_of: object, cfg: SalesAnomalyConfig,
         sku_prior = prior
         if shop_shares is not None:
             sku_prior = _aligned(shop_shares, shop_days, days, 1 / 7)
-        shut = None
+        shut = closed_all[len(calendar) - len(days):]
         if shop_open is not None:
-            shut = ~_aligned(shop_open, shop_days, days, True).astype(bool)
-        f, ev, _ = _series_days(uid, days, y, c, revenue, counts, cfg, sku_prior, ratio,
-                                since=start, shop_closed=shut, flagged_only=flagged_only)
+            shut = shut | ~_aligned(shop_open, shop_days, days, True).astype(bool)
+        f, ev, _ = _series_days(uid, days, y, c, revenue, counts, cfg, sku_prior, ratio, shut,
+                                since=start, flagged_only=flagged_only)
         frames.append(f)
         events += ev
     return pd.concat(frames, ignore_index=True), events
