@@ -477,9 +477,13 @@ def _weekday_sums(y: np.ndarray, start: pd.Timestamp) -> np.ndarray:
     return np.bincount(dow, weights=y[-k:], minlength=7)
 
 
-def _shrunk_profile(own: np.ndarray, pooled: np.ndarray, strength: float) -> np.ndarray:
-    share = (own + strength * pooled) / (own.sum() + strength)
-    return 7.0 * share
+def shrunk_profile(own: np.ndarray, pooled: np.ndarray, strength: float) -> np.ndarray:
+    """Weekday factors (mean 1) of the units ``own`` sold per weekday, shrunk towards the shares
+    ``pooled`` with the weight of ``strength`` units; flat when there is nothing to go by."""
+    total = float(own.sum())
+    if total + strength <= 0:
+        return np.ones(7)
+    return 7.0 * (own + strength * pooled) / (total + strength)
 
 
 def _shift(y: np.ndarray, uid: str, ratio: float) -> tuple[bool, float]:
@@ -535,9 +539,9 @@ def _profiles(groups: dict[str, np.ndarray], starts: dict[str, pd.Timestamp],
         prof.floor = _floor(y)
         prof.count = cfg.count_bands and uid != TOTAL and bool(np.all(y == np.round(y)))
         if uid == TOTAL:
-            prof.weekday = _shrunk_profile(sums[uid], np.full(7, 1 / 7), 0.0)
+            prof.weekday = shrunk_profile(sums[uid], np.full(7, 1 / 7), 0.0)
         else:
-            prof.weekday = _shrunk_profile(sums[uid], pooled, cfg.weekday_prior)
+            prof.weekday = shrunk_profile(sums[uid], pooled, cfg.weekday_prior)
         if kind != "short":
             prof.unstable, prof.shift = _shift(y, uid, cfg.unstable_ratio)
         out[uid] = prof

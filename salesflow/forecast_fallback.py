@@ -52,13 +52,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import nbinom
 
-from salesflow.forecast import FORECAST_COLUMNS, TOTAL
+from salesflow.forecast import FORECAST_COLUMNS, TOTAL, shrunk_profile
 
 COVERAGE_COLUMNS = ["as_of", "series_id", "status", "method", "reason", "history_days", "sale_days",
                     "last_sale"]
 RECENT_RATE = "RecentRate"
 CATEGORY_PROFILE = "CategoryProfile"
-FALLBACK_METHODS = (RECENT_RATE, CATEGORY_PROFILE)
 
 
 @dataclass(frozen=True)
@@ -88,13 +87,6 @@ class _Rate:
     size: float
     weekday: np.ndarray
     events: float
-
-
-def _weekday_shape(units_by_dow: np.ndarray, pooled: np.ndarray, strength: float) -> np.ndarray:
-    total = float(units_by_dow.sum())
-    if total + strength <= 0:
-        return np.ones(7)
-    return 7.0 * (units_by_dow + strength * pooled) / (total + strength)
 
 
 def _catalogue(catalogue: pd.DataFrame | None) -> pd.DataFrame:
@@ -261,7 +253,7 @@ def fallback_forecast(
     # weekday shapes: the shop's over every sku, each category's shrunk towards it
     shop_dow = by_dow.sum(axis=0).to_numpy(float) if len(by_dow) else np.zeros(7)
     pooled = shop_dow / shop_dow.sum() if shop_dow.sum() > 0 else np.full(7, 1 / 7)
-    shop_shape = _weekday_shape(shop_dow, pooled, 0.0) if shop_dow.sum() > 0 else np.ones(7)
+    shop_shape = shrunk_profile(shop_dow, pooled, 0.0) if shop_dow.sum() > 0 else np.ones(7)
     # rates of the skus that sold in the last recent_days (selling days per day of their window)
     active = stats[(end - pd.to_datetime(stats["last"])).dt.days < cfg.recent_days] if len(stats) \
         else stats
@@ -277,7 +269,7 @@ def fallback_forecast(
         members = [s for s, v in category.items() if v == c]
         dow = by_dow.reindex(members).fillna(0.0).sum(axis=0).to_numpy(float) if len(by_dow) \
             else np.zeros(7)
-        shape = _weekday_shape(dow, pooled, cfg.weekday_prior) if shop_dow.sum() > 0 else np.ones(7)
+        shape = shrunk_profile(dow, pooled, cfg.weekday_prior) if shop_dow.sum() > 0 else np.ones(7)
         idx = [s for s in members if s in rates.index]
         groups[c] = _group_rate(daily_units.reindex(idx).to_numpy(), rates.reindex(idx).to_numpy(),
                                 sizes.reindex(idx).to_numpy(), shape)
