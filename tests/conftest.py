@@ -18,6 +18,18 @@ SHOP_END = date(2025, 6, 30)  # the latest complete day: the emulator's clock is
 CORE_NOW = datetime(2025, 7, 1, 0, 30)
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test ends with the environment it started with: `salesflow` commands run in-process
+    read ./.env into os.environ (as the command does for a user), and a later test's
+    subprocesses would otherwise inherit those settings (its recipients, its SMTP host)."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def small_shop():
     from emulator.demo import generate_demo
