@@ -7,7 +7,7 @@ import dagster as dg
 
 from pipelines.partitions import SHOP
 from resources import FoldersResource, MailerResource
-from salesflow.alerts import run_failure_message
+from salesflow.notices import run_failure_message
 
 
 @dg.run_failure_sensor(

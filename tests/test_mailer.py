@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from salesflow.alerts import run_failure_message
+from salesflow.notices import run_failure_message
 from salesflow.errors import MailConfigError, MailDeliveryError
 from salesflow.mailer import (Attachment, Mailer, Recipients, SmtpSettings, build_message,
                               parse_addresses, redact)
