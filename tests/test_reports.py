@@ -21,6 +21,7 @@ from salesflow.expenses import build_expense_marts
 from salesflow.reports import (DEFAULT_KEEP_DAYS, first_page_png, keep_days_from_env,
                                kpi_markdown, load_report, preview_markdown, prune_reports,
                                render_pages_png, report_message, report_period, write_report)
+from salesflow.reports.content import comparison_spans
 from salesflow.reports.excel import SHEETS
 from salesflow.settings import ShopSettings
 from salesflow.warehouse import ensure_schema
@@ -141,21 +142,31 @@ def half_up(num, den, times=1) -> Decimal | None:
 
 # -- periods and KPIs ------------------------------------------------------------------------
 def test_report_periods():
+    # a Saturday is compared with the Saturday before, not with Friday
     p = report_period("daily", date(2025, 3, 1))
-    assert (p.start, p.end, p.prev_start, p.prev_end) == (date(2025, 3, 1),) * 2 + (date(2025, 2, 28),) * 2
+    assert (p.start, p.end, p.prev_start, p.prev_end) == (date(2025, 3, 1),) * 2 + (date(2025, 2, 22),) * 2
+    assert p.prev_start.isoweekday() == p.start.isoweekday() == 6
+    assert [s[0] for s in comparison_spans(p)] == ["Same weekday last week"]
     p = report_period("weekly", date(2025, 6, 29))  # a Sunday: the ISO week Mon 23 - Sun 29
     assert (p.start, p.end, p.prev_start, p.prev_end) == (
         date(2025, 6, 23), date(2025, 6, 29), date(2025, 6, 16), date(2025, 6, 22))
     assert p.start.isoweekday() == 1 and p.days == 7
+    # a year ago: the same weekdays (Mon 24 - Sun 30 June 2024), 52 weeks back
+    assert comparison_spans(p) == [("Previous week", date(2025, 6, 16), date(2025, 6, 22)),
+                                   ("Same week last year", date(2024, 6, 24), date(2024, 6, 30))]
     p = report_period("monthly", date(2025, 4, 30))  # a whole month against the whole March
     assert (p.start, p.end, p.prev_start, p.prev_end) == (
         date(2025, 4, 1), date(2025, 4, 30), date(2025, 3, 1), date(2025, 3, 31))
     assert p.label == "April 2025" and p.prev_label == "March 2025"
+    assert comparison_spans(p)[1] == ("Same month last year", date(2024, 4, 1), date(2024, 4, 30))
     p = report_period("monthly", date(2025, 3, 30))  # month to date against the same span
     assert (p.start, p.end, p.prev_start, p.prev_end) == (
         date(2025, 3, 1), date(2025, 3, 30), date(2025, 2, 1), date(2025, 2, 28))
+    assert (p.year_start, p.year_end) == (date(2024, 3, 1), date(2024, 3, 30))
     p = report_period("monthly", date(2024, 3, 15))
     assert (p.prev_start, p.prev_end) == (date(2024, 2, 1), date(2024, 2, 15))
+    p = report_period("monthly", date(2024, 2, 29))  # a whole leap February against a whole one
+    assert (p.year_start, p.year_end) == (date(2023, 2, 1), date(2023, 2, 28))
     with pytest.raises(ValueError, match="hourly"):
         report_period("hourly", AS_OF)
 
@@ -196,10 +207,46 @@ def test_kpis_equal_sums_of_daily_sales_and_the_kpi_mart(con):
 
 def test_a_day_without_sales_and_gaps_in_the_marts(con):
     day = AS_OF - timedelta(days=3)
-    con.execute("DELETE FROM marts.daily_sales WHERE sale_date = ?", [day - timedelta(days=1)])
+    con.execute("DELETE FROM marts.daily_sales WHERE sale_date = ?", [day - timedelta(days=7)])
     report = load_report(con, "daily", day, SETTINGS, now=NOW)
-    assert report.kpi("revenue").previous == 0 and report.kpi("revenue").growth_pct is None
+    assert report.kpi("revenue").previous is None and report.kpi("revenue").growth_pct is None
+    assert not report.comparisons[0].available
     assert any("comparison period" in n for n in report.notes)
+
+
+def test_daily_report_compares_with_the_same_weekday_last_week(con):
+    report = load_report(con, "daily", AS_OF, SETTINGS, now=NOW)  # Monday 30 June
+    week_ago = AS_OF - timedelta(days=7)
+    rev, orders = con.execute("SELECT revenue, orders FROM marts.daily_sales WHERE sale_date = ?",
+                              [week_ago]).fetchone()
+    main = report.comparisons[0]
+    assert (main.label, main.start, main.end) == ("Same weekday last week", week_ago, week_ago)
+    assert report.kpi("revenue").previous == main.kpi("revenue").value == rev
+    assert report.kpi("orders").previous == orders
+    assert len(report.comparisons) == 1 and report.customers is None
+
+
+def test_weekly_and_monthly_reports_compare_with_a_year_ago_where_it_exists(con):
+    weekly = load_report(con, "weekly", AS_OF, SETTINGS, now=NOW)
+    assert [c.label for c in weekly.comparisons] == ["Previous week", "Same week last year"]
+    year = weekly.comparisons[1]
+    assert (year.start, year.end) == (AS_OF - timedelta(days=370), AS_OF - timedelta(days=364))
+    # the demo shop starts in January 2025: nothing a year ago, so n/a rather than -100 %
+    assert not year.available and year.kpi("revenue").value is None
+    assert year.kpi("revenue").growth_pct is None
+    # a year of history moved back: the same week last year now has figures
+    con.execute("INSERT INTO marts.daily_sales SELECT * REPLACE (sale_date - INTERVAL 364 DAY "
+                "AS sale_date, revenue * 2 AS revenue) FROM marts.daily_sales "
+                "WHERE sale_date BETWEEN ? AND ?", [AS_OF - timedelta(days=6), AS_OF])
+    weekly = load_report(con, "weekly", AS_OF, SETTINGS, now=NOW)
+    year = weekly.comparisons[1]
+    assert year.available and year.days == 7
+    assert year.kpi("revenue").value == 2 * weekly.kpi("revenue").current
+    assert year.kpi("revenue").growth_pct == D("-50.00")
+    monthly = load_report(con, "monthly", AS_OF, SETTINGS, now=NOW)
+    assert [(c.label, c.start, c.end) for c in monthly.comparisons] == [
+        ("Previous month", date(2025, 5, 1), date(2025, 5, 31)),
+        ("Same month last year", date(2024, 6, 1), date(2024, 6, 30))]
 
 
 # -- files -----------------------------------------------------------------------------------

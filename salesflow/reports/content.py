@@ -1,18 +1,25 @@
 """What a report contains, read from the marts for one kind and as-of day.
 
-Periods (``report_period``), all ending on the as-of day:
+Periods (``report_period``), all ending on the as-of day, and what they are compared with
+(``comparison_spans``; the first comparison is the main one, behind the KPI growth):
 
-* ``daily``: the as-of day, compared with the day before.
-* ``weekly``: the 7 days ending on the as-of day, compared with the 7 days before. The weekly
-  schedule runs for Sunday's partition, so the scheduled report covers one ISO week (Mon-Sun).
+* ``daily``: the as-of day, compared with the same weekday a week before (a Tuesday with a
+  Tuesday: shops sell differently on each day of the week).
+* ``weekly``: the 7 days ending on the as-of day, compared with the 7 days before and with the
+  same 7 days 52 weeks earlier (same weekdays, a year ago). The weekly report runs for
+  Sunday's partition, so it covers one ISO week (Mon-Sun).
 * ``monthly``: the calendar month of the as-of day from the 1st up to the as-of day (the whole
-  month when the as-of day is its last day, which is what the monthly schedule asks for),
-  compared with the same span of the previous month: from its 1st to the same day of month,
-  clipped to its length, or the whole previous month when the as-of day ends its month.
+  month when the as-of day is its last day, which is what the monthly report asks for),
+  compared with the same span of the previous month and of the same month a year earlier:
+  from its 1st to the same day of month, clipped to its length, or the whole month when the
+  as-of day ends its month.
+
+A comparison whose days ``marts.daily_sales`` lacks entirely (before the shop's history) shows
+its figures as n/a rather than zeros.
 
 Sections:
 
-* KPI summary, computed from ``marts.daily_sales`` for both periods: revenue, orders, units,
+* KPI summary, computed from ``marts.daily_sales`` for the period and each comparison: revenue, orders, units,
   average order value, gross profit, gross margin (over the revenue whose cost is known) and
   cost coverage. Growth is (current - previous) / previous in percent, rounded half-up to
   cents, and empty when the previous figure is zero; for the two percentages the change is
@@ -29,6 +36,14 @@ Sections:
   the latest run on or before the as-of day, most severe first.
 * Expenses: ``marts.expenses_monthly`` of the as-of day's month, and ``marts.profit_monthly``
   for the three months ending with it; shown when expenses have been imported.
+* Customers (weekly and monthly): from ``raw.sales`` customer ids (blank = anonymous), the
+  period's identified customers, new (first sale ever in the period) and returning (bought
+  before it), and the repeat rate (customers with two or more orders in the period over the
+  period's customers, as ``marts.kpis.repeat_customer_rate`` counts a window); RFM segment
+  counts from ``marts.customer_rfm`` as of the last day. Without any customer id up to the
+  last day the report carries one line saying so instead.
+* Explanation: one or two sentences on why revenue moved against the main comparison, and one
+  against the year-ago comparison where it has data (``salesflow.reports.explain``).
 
 Money stays ``Decimal``; percentages are numbers of percent (12.5 means 12.5 %).
 """
@@ -72,6 +87,8 @@ class Period:
     end: date
     prev_start: date
     prev_end: date
+    year_start: date | None = None
+    year_end: date | None = None
 
     @property
     def days(self) -> int:
@@ -106,20 +123,43 @@ def _span_label(kind: str, start: date, end: date) -> str:
     return f"{start.day} - {end.day} {end:%B %Y}"
 
 
+def _same_span_of_month(month_start: date, as_of: date) -> tuple[date, date]:
+    """From ``month_start`` to ``as_of``'s day of month (clipped to the month's length), or
+    the whole month when ``as_of`` ends its own month."""
+    length = calendar.monthrange(month_start.year, month_start.month)[1]
+    last = length if as_of == _month_end(as_of) else min(as_of.day, length)
+    return month_start, month_start.replace(day=last)
+
+
 def report_period(kind: str, as_of: date) -> Period:
-    """The period a report of ``kind`` covers for ``as_of``, and the period it is compared with."""
+    """The period a report of ``kind`` covers for ``as_of``, and the periods it is compared
+    with: ``prev_*`` the main comparison, ``year_*`` the year-ago one (weekly, monthly)."""
     day = timedelta(days=1)
     if kind == "daily":
-        return Period(kind, as_of, as_of, as_of, as_of - day, as_of - day)
+        return Period(kind, as_of, as_of, as_of, as_of - 7 * day, as_of - 7 * day)
     if kind == "weekly":
-        return Period(kind, as_of, as_of - 6 * day, as_of, as_of - 13 * day, as_of - 7 * day)
+        start = as_of - 6 * day
+        return Period(kind, as_of, start, as_of, start - 7 * day, as_of - 7 * day,
+                      start - 364 * day, as_of - 364 * day)
     if kind == "monthly":
         start = as_of.replace(day=1)
-        prev_start = (start - day).replace(day=1)
-        prev_len = calendar.monthrange(prev_start.year, prev_start.month)[1]
-        prev_day = prev_len if as_of == _month_end(as_of) else min(as_of.day, prev_len)
-        return Period(kind, as_of, start, as_of, prev_start, prev_start.replace(day=prev_day))
+        prev_start, prev_end = _same_span_of_month((start - day).replace(day=1), as_of)
+        year_start, year_end = _same_span_of_month(start.replace(year=start.year - 1), as_of)
+        return Period(kind, as_of, start, as_of, prev_start, prev_end, year_start, year_end)
     raise ValueError(f"unknown report kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+MAIN_COMPARISON_LABELS = {"daily": "Same weekday last week", "weekly": "Previous week",
+                          "monthly": "Previous month"}
+YEAR_COMPARISON_LABELS = {"weekly": "Same week last year", "monthly": "Same month last year"}
+
+
+def comparison_spans(period: Period) -> list[tuple[str, date, date]]:
+    """(label, start, end) of each comparison, the main one first."""
+    spans = [(MAIN_COMPARISON_LABELS[period.kind], period.prev_start, period.prev_end)]
+    if period.year_start is not None and period.year_end is not None:
+        spans.append((YEAR_COMPARISON_LABELS[period.kind], period.year_start, period.year_end))
+    return spans
 
 
 def trend_start(period: Period) -> date:
@@ -171,6 +211,65 @@ class Kpi:
     growth_pct: Decimal | None
 
 
+@dataclass(frozen=True)
+class ComparedKpi:
+    """One figure of a comparison period: its ``value``, and the report period's change and
+    growth against it (same rules as ``Kpi``)."""
+
+    key: str
+    label: str
+    kind: str
+    value: Decimal | int | None
+    change: Decimal | int | None
+    growth_pct: Decimal | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A period the report is compared with; ``days`` is how many of its days
+    ``marts.daily_sales`` holds (0: before the shop's history, every value is None)."""
+
+    label: str
+    start: date
+    end: date
+    kpis: list[ComparedKpi]
+    days: int
+
+    @property
+    def span_label(self) -> str:
+        # a whole calendar month reads as its name; no shorter span can be mistaken for one
+        return _span_label("monthly", self.start, self.end)
+
+    @property
+    def available(self) -> bool:
+        return self.days > 0
+
+    def kpi(self, key: str) -> ComparedKpi:
+        return next(k for k in self.kpis if k.key == key)
+
+
+@dataclass(frozen=True)
+class CustomerSummary:
+    """Customers of the report period (identified sales only) and RFM segments on its last day.
+
+    ``segments`` lists (segment, customers) in ``salesflow.customers.SEGMENTS`` order, empty
+    when ``marts.customer_rfm`` has no rows for ``segments_as_of``."""
+
+    customers: int
+    new_customers: int
+    returning_customers: int
+    repeat_customers: int
+    repeat_rate_pct: Decimal | None
+    orders: int
+    identified_orders: int
+    segments: list[tuple[str, int]]
+    segments_as_of: date
+
+    @property
+    def identified_share_pct(self) -> Decimal | None:
+        return _ratio(self.identified_orders, self.orders, 100)
+
+
 @dataclass
 class Report:
     kind: str
@@ -192,6 +291,13 @@ class Report:
     profit: Table
     has_expenses: bool
     notes: list[str] = field(default_factory=list)
+    # the main comparison first (its values are also each Kpi's ``previous``)
+    comparisons: list[Comparison] = field(default_factory=list)
+    # why revenue moved: sentences for the main comparison, then one for the year-ago one
+    explanation: list[str] = field(default_factory=list)
+    # weekly and monthly reports; None with a ``customers_note`` when the sales carry no ids
+    customers: CustomerSummary | None = None
+    customers_note: str | None = None
 
     @property
     def title(self) -> str:
@@ -267,22 +373,41 @@ def _kpi_values(s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_kpis(con, period: Period) -> tuple[list[Kpi], list[str]]:
+def load_comparisons(con, period: Period) -> tuple[list[Kpi], list[Comparison], list[str]]:
+    """The KPIs of the period against the main comparison, every comparison, and notes on
+    days ``marts.daily_sales`` lacks."""
     cur_sums = _period_sums(con, period.start, period.end)
-    prev_sums = _period_sums(con, period.prev_start, period.prev_end)
-    cur, prev = _kpi_values(cur_sums), _kpi_values(prev_sums)
-    kpis = []
-    for key, label, kind in KPI_DEFS:
-        growth = None if kind == "pct" else _growth(cur[key], prev[key])
-        kpis.append(Kpi(key, label, kind, cur[key], prev[key], _diff(cur[key], prev[key]), growth))
+    cur = _kpi_values(cur_sums)
     notes = []
-    prev_days = (period.prev_end - period.prev_start).days + 1
     if cur_sums["days"] < period.days:
         notes.append(f"marts.daily_sales lacks {period.days - cur_sums['days']} day(s) of the "
                      "period; the figures cover the days it has.")
-    if prev_sums["days"] < prev_days:
-        notes.append(f"marts.daily_sales lacks {prev_days - prev_sums['days']} day(s) of the "
-                     "comparison period.")
+    comparisons = []
+    for label, start, end in comparison_spans(period):
+        sums = _period_sums(con, start, end)
+        base = _kpi_values(sums) if sums["days"] else dict.fromkeys(cur)
+        kpis = []
+        for key, kpi_label, kind in KPI_DEFS:
+            growth = None if kind == "pct" else _growth(cur[key], base[key])
+            kpis.append(ComparedKpi(key, kpi_label, kind, base[key], _diff(cur[key], base[key]), growth))
+        comparisons.append(Comparison(label, start, end, kpis, sums["days"]))
+        span_days = (end - start).days + 1
+        if not comparisons[1:]:  # the main comparison: every gap matters
+            if sums["days"] < span_days:
+                notes.append(f"marts.daily_sales lacks {span_days - sums['days']} day(s) of the "
+                             f"comparison period ({label.lower()}).")
+        elif 0 < sums["days"] < span_days:
+            notes.append(f"marts.daily_sales lacks {span_days - sums['days']} day(s) of the "
+                         f"{label.lower()} comparison.")
+    main = comparisons[0]
+    kpis = [Kpi(k.key, k.label, k.kind, cur[k.key], k.value, k.change, k.growth_pct)
+            for k in main.kpis]
+    return kpis, comparisons, notes
+
+
+def load_kpis(con, period: Period) -> tuple[list[Kpi], list[str]]:
+    """The period's KPIs against the main comparison, and notes on missing days."""
+    kpis, _comparisons, notes = load_comparisons(con, period)
     return kpis, notes
 
 
@@ -469,6 +594,72 @@ def load_expenses(con, period: Period) -> tuple[Table, Table, bool]:
             Table("Net profit by month", PROFIT_COLUMNS, profit, profit_note), has_expenses)
 
 
+NO_CUSTOMER_IDS_NOTE = ("No customer figures: the sales carry no customer ids (the core "
+                        "records every sale as anonymous).")
+
+
+def load_customers(con, period: Period) -> tuple[CustomerSummary | None, str | None]:
+    """The period's customers and the RFM segments on its last day; (None, note) when no sale
+    up to the last day carries a customer id."""
+    from salesflow.customers import SEGMENTS
+
+    if not _has_table(con, "raw.sales"):
+        return None, NO_CUSTOMER_IDS_NOTE
+    row = con.execute("""
+        WITH sales AS (
+            SELECT sale_date, NULLIF(trim(customer_id), '') AS customer_id
+            FROM raw.sales WHERE sale_date <= $end),
+        firsts AS (
+            SELECT customer_id, min(sale_date) AS first_sale FROM sales
+            WHERE customer_id IS NOT NULL GROUP BY 1),
+        buyers AS (
+            SELECT customer_id, count(*) AS orders FROM sales
+            WHERE customer_id IS NOT NULL AND sale_date BETWEEN $start AND $end GROUP BY 1)
+        SELECT (SELECT count(*) FROM firsts),
+               count(b.customer_id),
+               count(*) FILTER (WHERE f.first_sale >= $start),
+               count(*) FILTER (WHERE f.first_sale < $start),
+               count(*) FILTER (WHERE b.orders >= 2),
+               (SELECT count(*) FROM sales WHERE sale_date BETWEEN $start AND $end),
+               coalesce(sum(b.orders), 0)
+        FROM buyers b JOIN firsts f USING (customer_id)""",
+        {"start": period.start, "end": period.end}).fetchone()
+    known, customers, new, returning, repeaters, orders, identified = (int(v) for v in row)
+    if known == 0:
+        return None, NO_CUSTOMER_IDS_NOTE
+    segments: dict[str, int] = {}
+    if _has_table(con, "marts.customer_rfm"):
+        segments = dict(con.execute(
+            "SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? GROUP BY 1",
+            [period.end]).fetchall())
+    ordered = [(name, int(segments.pop(name))) for name in SEGMENTS if name in segments]
+    ordered += sorted((str(k), int(v)) for k, v in segments.items())
+    return CustomerSummary(
+        customers=customers, new_customers=new, returning_customers=returning,
+        repeat_customers=repeaters, repeat_rate_pct=_ratio(repeaters, customers, 100),
+        orders=orders, identified_orders=identified, segments=ordered,
+        segments_as_of=period.end), None
+
+
+def explain_changes(con, period: Period, comparisons: Sequence[Comparison],
+                    currency: str) -> list[str]:
+    """One or two sentences on the revenue change against the main comparison, then one on
+    the year-ago comparison, each only where the comparison has data."""
+    try:
+        from salesflow.reports import explain
+    except ImportError:  # pragma: no cover - the explanation module is optional until present
+        return []
+
+    out: list[str] = []
+    for i, comp in enumerate(comparisons):
+        if not comp.available:
+            continue
+        change = explain.revenue_change(con, (period.start, period.end), (comp.start, comp.end))
+        sentences = list(change.sentences(currency, comp.label.lower()))
+        out += sentences if i == 0 else sentences[:1]
+    return out
+
+
 def load_report(
     con: duckdb.DuckDBPyConnection,
     kind: str,
@@ -481,7 +672,7 @@ def load_report(
     """Read every section of the ``kind`` report for ``as_of`` from the warehouse (read only)."""
     settings = settings or ShopSettings()
     period = report_period(kind, as_of)
-    kpis, notes = load_kpis(con, period)
+    kpis, comparisons, notes = load_comparisons(con, period)
     forecast, model, made = load_forecast(con, period)
     stock, counts = load_stock(con, period)
     expenses, profit, has_expenses = load_expenses(con, period)
@@ -497,7 +688,11 @@ def load_report(
         stock_alerts=stock, stock_counts=counts,
         anomalies=load_anomalies(con, period.start, period.end, period.as_of),
         expenses=expenses, profit=profit, has_expenses=has_expenses, notes=notes,
+        comparisons=comparisons,
+        explanation=explain_changes(con, period, comparisons, settings.currency),
     )
+    if kind != "daily":
+        report.customers, report.customers_note = load_customers(con, period)
     return report
 
 
