@@ -19,6 +19,8 @@ class MailerResource(dg.ConfigurableResource):
     password: str = Field(default="", description="SMTP password (from the environment only)")
     sender: str = Field(default="", description="From address")
     outbox_dir: str = Field(default="", description="Where .eml files go when no SMTP host is set")
+    unsubscribe: str = Field(default="", description="Where recipients ask to leave a list "
+                             "(List-Unsubscribe mailto:; SALESFLOW_MAIL_UNSUBSCRIBE); empty: the sender")
     report_recipients: str = Field(default="", description="Comma-separated; SALESFLOW_REPORT_RECIPIENTS")
     alert_recipients: str = Field(default="", description="Comma-separated; SALESFLOW_ALERT_RECIPIENTS")
     ops_recipients: str = Field(default="", description="Comma-separated; SALESFLOW_OPS_RECIPIENTS")
@@ -28,6 +30,7 @@ class MailerResource(dg.ConfigurableResource):
             "SALESFLOW_SMTP_HOST": self.host, "SALESFLOW_SMTP_PORT": self.port,
             "SALESFLOW_SMTP_SECURITY": self.security, "SALESFLOW_SMTP_USER": self.user,
             "SALESFLOW_SMTP_PASSWORD": self.password, "SALESFLOW_SMTP_SENDER": self.sender,
+            "SALESFLOW_MAIL_UNSUBSCRIBE": self.unsubscribe,
         })
 
     def mailer(self, default_outbox: Path) -> Mailer:

@@ -39,6 +39,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 import yagmail
 
@@ -128,6 +129,8 @@ class SmtpSettings:
     sender: str = DEFAULT_SENDER
     timeout_s: float = 30.0
     ca_file: str = ""
+    # where recipients ask to be taken off a list (List-Unsubscribe); empty: the sender
+    unsubscribe: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "host", (self.host or "").strip())
@@ -145,6 +148,9 @@ class SmtpSettings:
             raise MailConfigError(f"the sender {self.sender!r} is not an e-mail address")
         if self.timeout_s <= 0:
             raise MailConfigError("the SMTP timeout must be positive")
+        object.__setattr__(self, "unsubscribe", (self.unsubscribe or "").strip())
+        if self.unsubscribe and not _ADDRESS.match(bare_address(self.unsubscribe)):
+            raise MailConfigError(f"the unsubscribe address {self.unsubscribe!r} is not an e-mail address")
 
     def __repr__(self) -> str:
         return (f"SmtpSettings(host={self.host!r}, port={self.effective_port!r}, "
@@ -185,6 +191,7 @@ class SmtpSettings:
             sender=(env.get("SALESFLOW_SMTP_SENDER") or "").strip() or DEFAULT_SENDER,
             timeout_s=timeout_value,
             ca_file=(env.get("SALESFLOW_SMTP_CA_FILE") or "").strip(),
+            unsubscribe=env.get("SALESFLOW_MAIL_UNSUBSCRIBE") or "",
         )
 
 
@@ -336,6 +343,14 @@ class Mailer:
     def sender(self) -> str:
         return self.smtp.sender
 
+    @property
+    def unsubscribe_address(self) -> str:
+        """The address recipients write to to leave a list (bare, no display name)."""
+        return bare_address(self.smtp.unsubscribe or self.smtp.sender)
+
+    def list_unsubscribe(self, subject: str = "unsubscribe") -> str:
+        return f"<mailto:{self.unsubscribe_address}?subject={quote(subject)}>"
+
     def describe(self) -> str:
         return f"SMTP {self.smtp.describe()}" if self.smtp.configured else f"outbox {self.outbox_dir}"
 
@@ -345,6 +360,11 @@ class Mailer:
             raise MailConfigError(f"message {msg['Subject']!r} has no recipients")
         if msg["Message-ID"] is None:
             msg["Message-ID"] = make_msgid(domain=_domain(self.sender))
+        if msg["List-Unsubscribe"] is None:
+            # RFC 2369: every message says how to leave its list; a request reaches a person,
+            # who removes the address from the SALESFLOW_*_RECIPIENTS settings
+            subject = f"unsubscribe: {msg['Subject']}"
+            msg["List-Unsubscribe"] = self.list_unsubscribe(subject)
         if self.transport == "outbox":
             return self._write_outbox(msg, recipients)
         return self._send_smtp(msg, recipients)
