@@ -1,10 +1,10 @@
 """Spreadsheet imports: files dropped into the inbox are read safely, validated row by row,
 previewed, and committed to the core (products, stock counts, today's sales) or to the
-warehouse (historical sales, customers, expenses).
+warehouse (historical sales, customers, expenses, lead times).
 
 Modules (no Dagster import anywhere here):
 
-* ``kinds``      — the six kinds, their columns, synonyms and how a header row is recognised
+* ``kinds``      — the seven kinds, their columns, synonyms and how a header row is recognised
 * ``values``     — cell parsers (text, whole numbers, money, dates, times, e-mail)
 * ``reading``    — safe reading of xlsx and CSV into a grid of cells (limits, zip checks,
   encrypted/legacy files, formulas, hidden sheets, merged cells, encodings, delimiters)

@@ -22,8 +22,8 @@ write to the core is ever applied twice:
   identical till sale in the same window is taken for it would not be re-sent.
 * A refusal (4xx) writes nothing of that row or batch: the import stops naming the row, with
   the account of committed and uncommitted rows; a rerun continues from there.
-* ``sales_history``, ``customers``, ``expenses`` — one DuckDB transaction holds the rows,
-  the batch record and the file's ``committed`` status: an interruption leaves nothing,
+* ``sales_history``, ``customers``, ``expenses``, ``lead_times`` — one DuckDB transaction holds
+  the rows, the batch record and the file's ``committed`` status: an interruption leaves nothing,
   and a rerun writes everything exactly once. Historical sales get negative sale ids
   (the core's ids are positive), derived from the sale date and sale_ref (or, for lines
   without a sale_ref, from the file's sha256 and row number), so importing the same sale
@@ -115,6 +115,7 @@ def commit(job: CommitJob) -> CommitReport:
         "sales_history": commit_sales_history,
         "customers": commit_customers,
         "expenses": commit_expenses,
+        "lead_times": commit_lead_times,
     }[kind]
     return fn(job)
 
@@ -723,4 +724,31 @@ def commit_expenses(job: CommitJob) -> CommitReport:
             _finish_warehouse(job, report, list(v.row_numbers),
                               {"rows": len(frame), "total": str(total)})
     report.actions["expenses"] = len(frame)
+    return report
+
+
+def commit_lead_times(job: CommitJob) -> CommitReport:
+    report = CommitReport("lead_times")
+    v = job.validated
+    d = v.data
+    frame = pd.DataFrame({"sku": d["sku"], "lead_time_days": d["lead_time_days"]}).astype("object")
+    con = job.con
+    with transaction(con):
+        if _already_committed(job, report):
+            return report
+        with registered(con, _imp_lead_times=frame):
+            replaced = con.execute(
+                "SELECT count(*) FROM raw.lead_times WHERE sku IN (SELECT sku FROM _imp_lead_times)"
+            ).fetchone()[0]
+            con.execute("DELETE FROM raw.lead_times WHERE sku IN (SELECT sku FROM _imp_lead_times)")
+            con.execute(
+                """INSERT INTO raw.lead_times
+                   SELECT CAST(sku AS VARCHAR), CAST(lead_time_days AS INTEGER), ?, ?
+                   FROM _imp_lead_times""",
+                [job.filename, job.imported_at],
+            )
+            _finish_warehouse(job, report, list(v.row_numbers),
+                              {"rows": len(frame), "replaced": replaced})
+    report.actions["new"] = len(frame) - replaced
+    report.actions["replaced"] = replaced
     return report

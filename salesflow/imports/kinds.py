@@ -1,4 +1,4 @@
-"""The six kinds of import file: their columns, synonyms, and how a header row is recognised.
+"""The seven kinds of import file: their columns, synonyms, and how a header row is recognised.
 
 A header cell is normalised (``normalize_header``: case, accents, spaces, punctuation and a
 trailing unit in brackets are dropped, ``#`` reads as ``no``) and looked up among the kind's
@@ -250,6 +250,26 @@ EXPENSES = _kind(Kind(
     ),
     unique=("expense_id",),
     prefixes=("expenses", "expense", "costs"),
+))
+
+MAX_LEAD_TIME_DAYS = 365
+
+LEAD_TIMES = _kind(Kind(
+    "lead_times", WAREHOUSE, "Lead times",
+    "Days from ordering a product to having it on the shelf, per sku, written to the warehouse "
+    "(raw.lead_times) for the reorder list. A sku imported again replaces its earlier lead "
+    "time; products without one take their category's lead time "
+    "(SALESFLOW_LEAD_TIME_DAYS_BY_CATEGORY) or the default.",
+    (
+        SKU,
+        Column("lead_time_days", INT, True,
+               ("lead_time", "lead_days", "lead_time_in_days", "leadtime", "delivery_days",
+                "delivery_time", "days_to_deliver", "supplier_lead_time", "replenishment_days"),
+               minimum=0, doc=f"Days from order to delivery, a whole number from 0 to "
+               f"{MAX_LEAD_TIME_DAYS}.", example="14"),
+    ),
+    unique=("sku",),
+    prefixes=("lead_times", "lead_time", "leadtimes", "leadtime"),
 ))
 
 # Kinds whose skus go into the core's web addresses (``/products/by-sku/{sku}``).

@@ -305,7 +305,7 @@ def process_file(
         try:
             grid = read_file(path, name, limits=settings.limits, hint=kind_from_filename(name))
             kind = detect_kind(grid, name)
-            if kind.target == CORE or kind.name == "sales_history":
+            if kind.target == CORE or kind.name in ("sales_history", "lead_times"):
                 if client_factory is None:
                     raise SalesflowError("the core is not configured")
                 client = stack.enter_context(client_factory())
@@ -498,6 +498,9 @@ def _plan(v: Validated, catalogue_: dict[str, dict]) -> tuple[list[str], list[li
             agg[2] += price * qty
         return ["date", "lines", "units", "revenue"], [
             [k, a, b, str(Decimal(c).quantize(Decimal("0.01")))] for k, (a, b, c) in sorted(by_day.items())]
+    if kind == "lead_times":
+        return ["row", "sku", "lead time (days)"], [
+            [r, s, n] for r, s, n in zip(v.row_numbers, d["sku"], d["lead_time_days"])]
     if kind == "customers":
         return ["row", "customer_id", "name"], [
             [r, c, n] for r, c, n in zip(v.row_numbers, d["customer_id"], d["name"])]

@@ -15,13 +15,14 @@ needs no network):
   core's firewall refuses there (``; % / \\``, line breaks, ``.`` and ``..``);
 * products: price ≥ 0, initial stock ≥ 0, low-stock threshold ≥ 1; a product name already
   used by another sku in the core is refused;
-* stock counts, sales, sales history: the sku must be in the core's catalogue;
+* stock counts, sales, sales history, lead times: the sku must be in the core's catalogue;
 * sales: quantity > 0, enough stock in the core for the whole file (rows already committed
   by an interrupted import are not counted twice); lines sharing a sale_ref must agree on the
   customer; each line (at the core's price) and each sale within the core's amounts;
 * sales history: quantity > 0, unit price ≥ 0; lines of one sale (same date and sale_ref)
   must agree on time and customer; each line and each sale within the core's amounts;
-* expenses: amount > 0.
+* expenses: amount > 0;
+* lead times: 0 to 365 days.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from typing import Any, Callable
 
 from salesflow.imports import values as V
 from salesflow.imports.kinds import (
-    CORE, DATE, EMAIL, INT, KINDS, MONEY, POSITIVE_MONEY, REJECTED_FOREIGN, SKU_IN_PATH, TEXT,
-    TIME, Kind,
+    CORE, DATE, EMAIL, INT, KINDS, MAX_LEAD_TIME_DAYS, MONEY, POSITIVE_MONEY, REJECTED_FOREIGN,
+    SKU_IN_PATH, TEXT, TIME, Kind,
     kind_from_filename, match_header, normalize_header, recognised_cells,
 )
 from salesflow.imports.reading import DEFAULT_LIMITS, FileRejected, Grid, Limits, column_letter
@@ -439,7 +440,7 @@ def _business_rules(result: Validated, data_rows: list[int], add, *, today: date
                 first_row[key] = data_rows[pos] + 1
 
     # the core's catalogue
-    if kind.name in ("stock_counts", "sales", "sales_history") and catalogue is not None:
+    if kind.name in ("stock_counts", "sales", "sales_history", "lead_times") and catalogue is not None:
         for pos, sku in enumerate(data["sku"]):
             if sku is not None and sku not in catalogue:
                 add(data_rows[pos], idx["sku"], f"unknown sku {sku!r}: not in the core's catalogue",
@@ -454,6 +455,12 @@ def _business_rules(result: Validated, data_rows: list[int], add, *, today: date
                 add(data_rows[pos], idx["name"],
                     f"the name {name!r} already belongs to sku {other!r} in the core "
                     "(product names are unique)", name)
+
+    if kind.name == "lead_times":
+        for pos, days in enumerate(data["lead_time_days"]):
+            if days is not None and days > MAX_LEAD_TIME_DAYS:
+                add(data_rows[pos], idx["lead_time_days"],
+                    f"{days} days is longer than a year: at most {MAX_LEAD_TIME_DAYS}", days)
 
     if kind.name == "sales":
         _sale_groups(result, data_rows, add, ("customer_id",), key=lambda pos: data["sale_ref"][pos])
