@@ -1,13 +1,14 @@
 """What a report contains, read from the marts for one kind and as-of day.
 
 Periods (``report_period``), all ending on the as-of day, and what they are compared with
-(``comparison_spans``; the first comparison is the main one, behind the KPI growth):
+(``comparison_spans``, from ``explain.comparison_periods``; the first comparison is the main
+one, behind the KPI growth):
 
 * ``daily``: the as-of day, compared with the same weekday a week before (a Tuesday with a
   Tuesday: shops sell differently on each day of the week).
 * ``weekly``: the 7 days ending on the as-of day, compared with the 7 days before and with the
-  same 7 days 52 weeks earlier (same weekdays, a year ago). The weekly report runs for
-  Sunday's partition, so it covers one ISO week (Mon-Sun).
+  same ISO week last year (same weekdays). The weekly report runs for Sunday's partition, so
+  it covers one ISO week (Mon-Sun).
 * ``monthly``: the calendar month of the as-of day from the 1st up to the as-of day (the whole
   month when the as-of day is its last day, which is what the monthly report asks for),
   compared with the same span of the previous month and of the same month a year earlier:
@@ -31,7 +32,9 @@ Sections:
 * Top products: ``marts.top_products`` (window ``7d`` for weekly, ``mtd`` for monthly); for a
   daily report the day's ``marts.product_daily_sales`` ranked the same way (revenue, then sku).
 * Stock alerts: the as-of day's ``marts.stock_status`` rows that are OUT_OF_STOCK or LOW or
-  carry a severity other than ``none``, most severe first, with their reorder quantities.
+  carry a severity other than ``none``, most severe first, then by the money the product sells
+  a day (28-day average units times its current ``raw.products`` price), with their reorder
+  quantities.
 * Anomalies: ``ml.sales_anomalies`` for days of the period, each series and day as scored by
   the latest run on or before the as-of day, most severe first.
 * Expenses: ``marts.expenses_monthly`` of the as-of day's month, and ``marts.profit_monthly``
@@ -60,6 +63,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from salesflow.reports import explain
 from salesflow.settings import ShopSettings
 
 KINDS = ("daily", "weekly", "monthly")
@@ -123,43 +127,35 @@ def _span_label(kind: str, start: date, end: date) -> str:
     return f"{start.day} - {end.day} {end:%B %Y}"
 
 
-def _same_span_of_month(month_start: date, as_of: date) -> tuple[date, date]:
-    """From ``month_start`` to ``as_of``'s day of month (clipped to the month's length), or
-    the whole month when ``as_of`` ends its own month."""
-    length = calendar.monthrange(month_start.year, month_start.month)[1]
-    last = length if as_of == _month_end(as_of) else min(as_of.day, length)
-    return month_start, month_start.replace(day=last)
-
-
 def report_period(kind: str, as_of: date) -> Period:
     """The period a report of ``kind`` covers for ``as_of``, and the periods it is compared
-    with: ``prev_*`` the main comparison, ``year_*`` the year-ago one (weekly, monthly)."""
-    day = timedelta(days=1)
+    with (``explain.comparison_periods``): ``prev_*`` the main comparison, ``year_*`` the
+    year-ago one (weekly, monthly)."""
     if kind == "daily":
-        return Period(kind, as_of, as_of, as_of, as_of - 7 * day, as_of - 7 * day)
-    if kind == "weekly":
-        start = as_of - 6 * day
-        return Period(kind, as_of, start, as_of, start - 7 * day, as_of - 7 * day,
-                      start - 364 * day, as_of - 364 * day)
-    if kind == "monthly":
+        start = as_of
+    elif kind == "weekly":
+        start = as_of - timedelta(days=6)
+    elif kind == "monthly":
         start = as_of.replace(day=1)
-        prev_start, prev_end = _same_span_of_month((start - day).replace(day=1), as_of)
-        year_start, year_end = _same_span_of_month(start.replace(year=start.year - 1), as_of)
-        return Period(kind, as_of, start, as_of, prev_start, prev_end, year_start, year_end)
-    raise ValueError(f"unknown report kind {kind!r}; expected one of {', '.join(KINDS)}")
+    else:
+        raise ValueError(f"unknown report kind {kind!r}; expected one of {', '.join(KINDS)}")
+    spans = explain.comparison_periods(kind, start, as_of)
+    (_, prev_start, prev_end), year = spans[0], spans[1:]
+    year_start, year_end = (year[0][1], year[0][2]) if year else (None, None)
+    return Period(kind, as_of, start, as_of, prev_start, prev_end, year_start, year_end)
 
 
+# column headings; the sentences name the same periods by ``explain.comparison_periods``' labels
 MAIN_COMPARISON_LABELS = {"daily": "Same weekday last week", "weekly": "Previous week",
                           "monthly": "Previous month"}
 YEAR_COMPARISON_LABELS = {"weekly": "Same week last year", "monthly": "Same month last year"}
 
 
-def comparison_spans(period: Period) -> list[tuple[str, date, date]]:
-    """(label, start, end) of each comparison, the main one first."""
-    spans = [(MAIN_COMPARISON_LABELS[period.kind], period.prev_start, period.prev_end)]
-    if period.year_start is not None and period.year_end is not None:
-        spans.append((YEAR_COMPARISON_LABELS[period.kind], period.year_start, period.year_end))
-    return spans
+def comparison_spans(period: Period) -> list[tuple[str, str, date, date]]:
+    """(heading, label in a sentence, start, end) of each comparison, the main one first."""
+    spans = explain.comparison_periods(period.kind, period.start, period.end)
+    headings = [MAIN_COMPARISON_LABELS[period.kind], YEAR_COMPARISON_LABELS.get(period.kind)]
+    return [(heading, label, start, end) for heading, (label, start, end) in zip(headings, spans)]
 
 
 def trend_start(period: Period) -> date:
@@ -229,11 +225,12 @@ class Comparison:
     """A period the report is compared with; ``days`` is how many of its days
     ``marts.daily_sales`` holds (0: before the shop's history, every value is None)."""
 
-    label: str
+    label: str  # a heading: "Previous week"
     start: date
     end: date
     kpis: list[ComparedKpi]
     days: int
+    base_label: str = ""  # the period in a sentence: "the previous week", "Monday 2025-06-23"
 
     @property
     def span_label(self) -> str:
@@ -383,14 +380,14 @@ def load_comparisons(con, period: Period) -> tuple[list[Kpi], list[Comparison], 
         notes.append(f"marts.daily_sales lacks {period.days - cur_sums['days']} day(s) of the "
                      "period; the figures cover the days it has.")
     comparisons = []
-    for label, start, end in comparison_spans(period):
+    for label, base_label, start, end in comparison_spans(period):
         sums = _period_sums(con, start, end)
         base = _kpi_values(sums) if sums["days"] else dict.fromkeys(cur)
         kpis = []
         for key, kpi_label, kind in KPI_DEFS:
             growth = None if kind == "pct" else _growth(cur[key], base[key])
             kpis.append(ComparedKpi(key, kpi_label, kind, base[key], _diff(cur[key], base[key]), growth))
-        comparisons.append(Comparison(label, start, end, kpis, sums["days"]))
+        comparisons.append(Comparison(label, start, end, kpis, sums["days"], base_label))
         span_days = (end - start).days + 1
         if not comparisons[1:]:  # the main comparison: every gap matters
             if sums["days"] < span_days:
@@ -508,6 +505,7 @@ STOCK_COLUMNS = (
     Column("low_stock_threshold", "Threshold", "int"),
     Column("avg_daily_units_28d", "Avg daily units (28d)", "dec3"),
     Column("days_of_cover", "Days of cover", "dec1"), Column("reorder_qty", "Reorder qty", "int"),
+    Column("sales_per_day", "Sales per day", "money"),
 )
 
 _SEVERITY_SQL = ("CASE lower(severity) WHEN 'critical' THEN 0 WHEN 'high' THEN 1 "
@@ -517,12 +515,23 @@ _STATUS_SQL = ("CASE status WHEN 'OUT_OF_STOCK' THEN 0 WHEN 'LOW' THEN 1 WHEN 'D
 
 
 def load_stock(con, period: Period) -> tuple[Table, dict[str, int]]:
+    # within a severity, the products that sell the most money a day come first: their
+    # shortage costs the most (a catalogue of thousands has hundreds of alerts)
+    price = ("(SELECT sku, CAST(max(price) AS DECIMAL(18,2)) AS price FROM raw.products "
+             "GROUP BY sku)" if _has_table(con, "raw.products")
+             else "(SELECT NULL::VARCHAR AS sku, NULL::DECIMAL(18,2) AS price)")
     rows = _rows(con, f"""
+        WITH priced AS (
+            SELECT s.*, CAST(round(s.avg_daily_units_28d * p.price, 2) AS DECIMAL(18,2))
+                        AS sales_per_day
+            FROM marts.stock_status s LEFT JOIN {price} p USING (sku)
+            WHERE s.as_of = ?
+              AND (s.status IN ('OUT_OF_STOCK', 'LOW') OR coalesce(s.severity, 'none') <> 'none'))
         SELECT severity, status, sku, coalesce(product_name, sku), stock_quantity,
-               low_stock_threshold, avg_daily_units_28d, days_of_cover, reorder_qty
-        FROM marts.stock_status
-        WHERE as_of = ? AND (status IN ('OUT_OF_STOCK', 'LOW') OR coalesce(severity, 'none') <> 'none')
-        ORDER BY {_SEVERITY_SQL}, {_STATUS_SQL}, days_of_cover NULLS LAST, sku""", [period.as_of])
+               low_stock_threshold, avg_daily_units_28d, days_of_cover, reorder_qty, sales_per_day
+        FROM priced
+        ORDER BY {_SEVERITY_SQL}, {_STATUS_SQL}, sales_per_day DESC NULLS LAST,
+                 days_of_cover NULLS LAST, sku""", [period.as_of])
     counts = dict(con.execute(
         "SELECT status, count(*) FROM marts.stock_status WHERE as_of = ? GROUP BY status",
         [period.as_of]).fetchall())
@@ -643,19 +652,14 @@ def load_customers(con, period: Period) -> tuple[CustomerSummary | None, str | N
 
 def explain_changes(con, period: Period, comparisons: Sequence[Comparison],
                     currency: str) -> list[str]:
-    """One or two sentences on the revenue change against the main comparison, then one on
-    the year-ago comparison, each only where the comparison has data."""
-    try:
-        from salesflow.reports import explain
-    except ImportError:  # pragma: no cover - the explanation module is optional until present
-        return []
-
+    """One or two sentences on the revenue change against the main comparison, then the first
+    one against the year-ago comparison, each only where the comparison has data."""
     out: list[str] = []
     for i, comp in enumerate(comparisons):
         if not comp.available:
             continue
         change = explain.revenue_change(con, (period.start, period.end), (comp.start, comp.end))
-        sentences = list(change.sentences(currency, comp.label.lower()))
+        sentences = change.sentences(currency, comp.base_label)
         out += sentences if i == 0 else sentences[:1]
     return out
 

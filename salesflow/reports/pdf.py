@@ -1,7 +1,12 @@
-"""The report as a PDF (ReportLab platypus): a cover with the shop, the period and the key
-figures, then one section per part of the report. Tables are ``LongTable``s that repeat their
-header row on every page they run onto; every page but the cover carries the shop and the
-period at the top and "Page X of Y" at the bottom."""
+"""The report as a PDF (ReportLab platypus): a cover with the shop, the period, the key
+figures against each comparison and why revenue moved, then one section per part of the
+report. Tables are ``LongTable``s that repeat their header row on every page they run onto;
+every page but the cover carries the shop and the period at the top and "Page X of Y" at the
+bottom.
+
+The PDF is for reading, so its long lists (stock alerts, anomalies) show their first
+``PDF_TOP_N`` rows, the most urgent, and say how many more the workbook holds; a daily report
+stays within a few pages whatever the size of the catalogue."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import io
 import os
 from functools import lru_cache
 from pathlib import Path
+from decimal import Decimal
 from typing import BinaryIO, Sequence
 from xml.sax.saxutils import escape
 
@@ -64,6 +70,8 @@ def _styles() -> dict[str, ParagraphStyle]:
                                      textColor=colors.HexColor("#3d4757")),
         "h1": ParagraphStyle("h1", fontName=bold, fontSize=15, leading=19, textColor=NAVY,
                              spaceBefore=8, spaceAfter=6),
+        "h2": ParagraphStyle("h2", fontName=bold, fontSize=11, leading=14, textColor=NAVY,
+                             spaceBefore=4, spaceAfter=3),
         "body": ParagraphStyle("b", fontName=regular, fontSize=9.5, leading=13, spaceAfter=4),
         "note": ParagraphStyle("n", fontName=regular, fontSize=8.5, leading=11,
                                textColor=colors.HexColor("#5b6b82"), spaceAfter=4),
@@ -76,6 +84,7 @@ def _styles() -> dict[str, ParagraphStyle]:
 
 
 NUMERIC = {"int", "money", "pct", "dec1", "dec3", "num"}
+PDF_TOP_N = 15
 
 
 def _p(text: str, style: ParagraphStyle) -> Paragraph:
@@ -106,10 +115,11 @@ def _col_widths(header: Sequence[str], body: Sequence[Sequence[str]], numeric: S
 
 
 def grid(header: Sequence[str], body: Sequence[Sequence[str]], numeric: Sequence[bool], *,
-         fills: dict[tuple[int, int], colors.Color] | None = None) -> LongTable:
+         fills: dict[tuple[int, int], colors.Color] | None = None,
+         width: float = FRAME_W) -> LongTable:
     """A table that breaks across pages with its header row repeated."""
     st = _styles()
-    widths = _col_widths(header, body, numeric)
+    widths = _col_widths(header, body, numeric, width)
     data = [[_p(h, st["head_r"] if n else st["head"]) for h, n in zip(header, numeric)]]
     data += [[_p(v, st["cell_r"] if n else st["cell"]) for v, n in zip(row, numeric)] for row in body]
     table = LongTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
@@ -149,13 +159,89 @@ def _image(png: bytes, width: float = FRAME_W) -> Image:
     return Image(io.BytesIO(png), width=width, height=width * ratio)
 
 
+def _kpi_change(kpi, currency: str) -> str:
+    """Growth in percent; for the two percentages (which have no growth) the change in points."""
+    if kpi.kind == "pct":
+        return fmt_change(kpi.change, kpi.kind, currency)
+    return fmt_growth(kpi.growth_pct)
+
+
 def kpi_table(report: Report) -> LongTable:
-    body = [[k.label, fmt_value(k.current, k.kind, report.currency),
-             fmt_value(k.previous, k.kind, report.currency),
-             fmt_change(k.change, k.kind, report.currency), fmt_growth(k.growth_pct)]
-            for k in report.kpis]
-    return grid(["Figure", "This period", "Previous period", "Change", "Growth"], body,
-                [False, True, True, True, True])
+    """The key figures: this period, then each comparison's value and the change against it
+    (with a "Change" column in money or counts as well when there is one comparison only)."""
+    cur = report.currency
+    comps = report.comparisons
+    header = ["Figure", "This period"]
+    for c in comps:
+        header += [c.label, "Change" if len(comps) == 1 else "Growth"]
+        if len(comps) == 1:
+            header.append("Growth")
+    body = []
+    for k in report.kpis:
+        row = [k.label, fmt_value(k.current, k.kind, cur)]
+        for c in comps:
+            ck = c.kpi(k.key)
+            if len(comps) == 1:
+                row += [fmt_value(ck.value, k.kind, cur), fmt_change(ck.change, k.kind, cur),
+                        fmt_growth(ck.growth_pct)]
+            else:
+                row += [fmt_value(ck.value, k.kind, cur), _kpi_change(ck, cur)]
+        body.append(row)
+    return grid(header, body, [False] + [True] * (len(header) - 1))
+
+
+def _more_line(shown: int, total: int, what: str, sheet: str, st) -> list:
+    if total <= shown:
+        return []
+    return [Spacer(1, 1.5 * mm), Paragraph(escape(
+        f"and {total - shown:,} more {what} - the full list of {total:,} is in the workbook "
+        f"(sheet '{sheet}')."), st["body"])]
+
+
+def _head(table: Table, n: int) -> Table:
+    return Table(table.title, table.columns, table.rows[:n], table.note)
+
+
+STOCK_PDF_COLUMNS = ("severity", "status", "sku", "product_name", "stock_quantity",
+                     "days_of_cover", "reorder_qty", "sales_per_day")
+
+
+def _stock_flowable(report: Report, limit: int) -> LongTable:
+    """The first ``limit`` stock alerts with the columns a reader acts on (the workbook has
+    threshold and average units as well); statuses in words so that they fit their column."""
+    t = report.stock_alerts
+    cols = [c for c in t.columns if c.key in STOCK_PDF_COLUMNS]
+    status = [c.key for c in t.columns].index("status")
+    rows = [tuple(str(v).replace("_", " ").capitalize() if i == status and v else v
+                  for i, v in enumerate(row)) for row in t.rows[:limit]]
+    return table_flowable(Table(t.title, t.columns, rows), report.currency, cols,
+                          severity_key="severity")
+
+
+def _customers_block(report: Report, st) -> list:
+    c = report.customers
+    if c is None:
+        return [Paragraph(escape(report.customers_note or "No customer figures."), st["body"])]
+    body = [
+        ["Customers who bought", fmt_value(c.customers, "int")],
+        ["New (first purchase in the period)", fmt_value(c.new_customers, "int")],
+        ["Returning (bought before)", fmt_value(c.returning_customers, "int")],
+        ["Repeat rate (2+ orders in the period)", fmt_value(c.repeat_rate_pct, "pct")],
+        ["Orders with a customer id", f"{fmt_value(c.identified_orders, 'int')} of "
+                                      f"{fmt_value(c.orders, 'int')} ({fmt_value(c.identified_share_pct, 'pct')})"],
+    ]
+    out: list = [grid(["Figure", "Value"], body, [False, True], width=FRAME_W * 0.65)]
+    if c.segments:
+        out += [Spacer(1, 3 * mm), Paragraph(escape(
+            f"RFM segments of all customers on {c.segments_as_of.isoformat()}"), st["body"])]
+        total = sum(n for _s, n in c.segments)
+        out.append(grid(["Segment", "Customers", "Share"],
+                        [[name, fmt_value(n, "int"), fmt_value(Decimal(n * 100) / total, "pct")]
+                         for name, n in c.segments], [False, True, True], width=FRAME_W * 0.65))
+    else:
+        out.append(Paragraph(escape(f"No RFM segments for {c.segments_as_of.isoformat()} "
+                                    "(marts.customer_rfm has none for that day)."), st["note"]))
+    return out
 
 
 class _NumberedCanvas(rl_canvas.Canvas):
@@ -223,10 +309,10 @@ ANOMALY_PDF_COLUMNS = ("ds", "series_id", "severity", "direction", "observed", "
                        "band", "score", "note")
 
 
-def _anomaly_flowable(report: Report):
+def _anomaly_flowable(report: Report, limit: int):
     t = report.anomalies
     body, fills = [], {}
-    for r, rec in enumerate(t.records()):
+    for r, rec in enumerate(t.records()[:limit]):
         band = f"{fmt_value(rec['lower'], 'num')} - {fmt_value(rec['upper'], 'num')}"
         body.append([fmt_value(rec["ds"], "date"), str(rec["series_id"]), str(rec["severity"] or ""),
                      str(rec["direction"] or ""), fmt_value(rec["observed"], "num"),
@@ -252,8 +338,10 @@ def build_story(report: Report) -> list:
         Spacer(1, 4 * mm),
         Paragraph(escape(f"Period: {p.start.isoformat()} to {p.end.isoformat()} ({p.days} "
                          f"day{'s' if p.days != 1 else ''})"), st["cover_meta"]),
-        Paragraph(escape(f"Compared with: {p.prev_label} ({p.prev_start.isoformat()} to "
-                         f"{p.prev_end.isoformat()})"), st["cover_meta"]),
+        *[Paragraph(escape(f"Compared with {c.label.lower()}: {c.span_label} "
+                           f"({c.start.isoformat()} to {c.end.isoformat()})"
+                           + ("" if c.available else " - no sales data for it")), st["cover_meta"])
+          for c in report.comparisons],
         Paragraph(escape(f"Currency: {report.currency} - generated "
                          f"{report.generated_at:%Y-%m-%d %H:%M %Z}"), st["cover_meta"]),
         Spacer(1, 10 * mm),
@@ -261,6 +349,10 @@ def build_story(report: Report) -> list:
         kpi_table(report),
         Spacer(1, 4 * mm),
     ]
+    if report.explanation:
+        story.append(Paragraph("Why revenue moved", st["h2"]))
+        story += [Paragraph(escape(line), st["body"]) for line in report.explanation]
+        story.append(Spacer(1, 2 * mm))
     counts = {k: v for k, v in report.stock_counts.items() if v}
     headline = (f"{len(report.stock_alerts.rows)} stock alert(s), "
                 f"{len(report.anomalies.rows)} anomal{'y' if len(report.anomalies.rows) == 1 else 'ies'} "
@@ -286,18 +378,33 @@ def build_story(report: Report) -> list:
     else:
         story.append(Paragraph(escape(report.top_products.note or ""), st["body"]))
 
+    if report.kind != "daily":
+        story += _section("Customers", st)
+        story += _customers_block(report, st)
+
     story += _section("Stock alerts", st)
     if counts:
         story.append(Paragraph(escape("Catalogue by status: " + ", ".join(
             f"{k} {v}" for k, v in counts.items())), st["note"]))
     if report.stock_alerts.rows:
-        story.append(table_flowable(report.stock_alerts, report.currency, severity_key="severity"))
+        rows = report.stock_alerts.rows
+        if len(rows) > PDF_TOP_N:
+            story.append(Paragraph(escape(
+                f"The {PDF_TOP_N} most urgent of {len(rows):,}: most severe first, then the products "
+                "that sell the most a day."), st["note"]))
+        story.append(_stock_flowable(report, PDF_TOP_N))
+        story += _more_line(PDF_TOP_N, len(rows), "products needing attention", "Stock alerts", st)
     else:
         story.append(Paragraph(escape(report.stock_alerts.note or ""), st["body"]))
 
     story += _section("Anomalies", st)
     if report.anomalies.rows:
-        story.append(_anomaly_flowable(report))
+        n = len(report.anomalies.rows)
+        if n > PDF_TOP_N:
+            story.append(Paragraph(escape(
+                f"The {PDF_TOP_N} most severe of {n:,}."), st["note"]))
+        story.append(_anomaly_flowable(report, PDF_TOP_N))
+        story += _more_line(PDF_TOP_N, n, "anomalies", "Anomalies", st)
     else:
         story.append(Paragraph(escape(report.anomalies.note or ""), st["body"]))
 
