@@ -23,6 +23,13 @@ Two parts of the change:
   minus its base revenue. The ``top`` contributors are the largest by absolute amount, listed
   with those moving the same way as the total first; ``rest`` is the change minus their sum.
 
+``RevenueChange.sentences`` says it in one or two sentences: the revenue, its change in percent
+and the two effects; then the contributors: "made most of the change" when they all moved with
+it and make at least half of it, "drove the change, partly offset by ..." when some moved
+against it, else "Largest moves: ...; the other N together". A base period without any day in
+``marts.daily_sales`` (before the shop's history) has "no figures to compare with", which is
+not the same as a base without sales.
+
 ``explain_total_anomaly`` attributes a ``TOTAL`` (whole-shop) anomaly of ``ml.sales_anomalies``
 to categories (products when the shop has no categories). The expected revenue of a category is
 the day's expected revenue times the category's share of the shop's revenue on the same weekday
@@ -88,6 +95,10 @@ class RevenueChange:
     current_period: tuple[date, date] | None = None
     base_period: tuple[date, date] | None = None
     aov_direction: int = 0  # sign of the exact AOV difference (both sides with orders)
+    # days of each period that marts.daily_sales holds (None: not counted); a base period
+    # without any is not compared ("no figures"), unlike one whose days sold nothing
+    current_days: int | None = None
+    base_days: int | None = None
 
     def sentences(self, currency: str, base_label: str) -> list[str]:
         """One or two plain sentences; ``base_label`` names the base period after "vs"."""
@@ -100,6 +111,8 @@ class RevenueChange:
     # -- sentence parts ------------------------------------------------------------------
     def _headline(self, currency: str, base_label: str) -> str:
         money = lambda v: fmt_value(v, "money", currency)  # noqa: E731
+        if self.base_days == 0:
+            return f"Revenue {money(self.current)} (no figures for {base_label} to compare with)."
         if self.orders_current == 0 and self.current == 0:
             if self.orders_base == 0 and self.base == 0:
                 return f"No sales, as for {base_label}."
@@ -136,22 +149,28 @@ class RevenueChange:
         return f"{orders} {'but' if opposite else 'and'} {aov}"
 
     def _contributors_sentence(self, currency: str) -> str | None:
+        if self.base_days == 0:
+            return None  # nothing to compare with: the contributors would be the top sellers
         moved = [c for c in self.contributors if c.amount != 0]
         if not moved:
             return None
-        items = _join([f"{c.label} {fmt_change(c.amount, 'money', currency)}" for c in moved])
+        text = lambda cs: _join([f"{c.label} {fmt_change(c.amount, 'money', currency)}" for c in cs])  # noqa: E731
         total = sum((c.amount for c in moved), ZERO)
-        noun = "categories" if self.by == "category" else "products"
         if self.change != 0 and (total > 0) == (self.change > 0) and 2 * abs(total) >= abs(self.change):
+            same = [c for c in moved if (c.amount > 0) == (self.change > 0)]
+            against = [c for c in moved if (c.amount > 0) != (self.change > 0)]
+            if against:
+                return f"{text(same)} drove the change, partly offset by {text(against)}."
             if self.rest == 0 and self.others == 0:
-                return f"{items} made the change."
-            return f"{items} made most of the change."
+                return f"{text(same)} made the change."
+            return f"{text(same)} made most of the change."
+        noun = "categories" if self.by == "category" else "products"
         tail = ""
         if self.others:
-            one = noun[:-3] + "y" if noun == "categories" else noun[:-1]
+            one = "category" if self.by == "category" else "product"
             what = f"the other {self.others:,} {noun if self.others > 1 else one}"
             tail = f"; {what} {fmt_change(self.rest, 'money', currency)} together"
-        return f"Largest moves: {items}{tail}."
+        return f"Largest moves: {text(moved)}{tail}."
 
 
 def _count(n: int, noun: str) -> str:
@@ -238,11 +257,12 @@ def _resolve_by(con, by: str) -> str:
     return by
 
 
-def _totals(con, start: date, end: date) -> tuple[Decimal, int]:
-    revenue, orders = con.execute(
-        """SELECT coalesce(sum(revenue), 0), coalesce(sum(orders), 0)
+def _totals(con, start: date, end: date) -> tuple[Decimal, int, int]:
+    """Revenue, orders and the number of days ``marts.daily_sales`` holds in [start, end]."""
+    revenue, orders, days = con.execute(
+        """SELECT coalesce(sum(revenue), 0), coalesce(sum(orders), 0), count(*)
            FROM marts.daily_sales WHERE sale_date BETWEEN ? AND ?""", [start, end]).fetchone()
-    return Decimal(revenue).quantize(CENT), int(orders)
+    return Decimal(revenue).quantize(CENT), int(orders), int(days)
 
 
 def _per_key(con, by: str, periods: list[tuple[date, date]]) -> dict[str, list[Decimal]]:
@@ -300,8 +320,8 @@ def revenue_change(con: duckdb.DuckDBPyConnection, current: tuple[date, date],
         if start > end:
             raise ValueError(f"period starts {start} after it ends {end}")
     by = _resolve_by(con, by)
-    r1, o1 = _totals(con, *current)
-    r0, o0 = _totals(con, *base)
+    r1, o1, days1 = _totals(con, *current)
+    r0, o0, days0 = _totals(con, *base)
     change = r1 - r0
     orders_effect, aov_effect = decompose(r1, o1, r0, o0)
     per_key = _per_key(con, by, [tuple(current), tuple(base)])
@@ -325,7 +345,7 @@ def revenue_change(con: duckdb.DuckDBPyConnection, current: tuple[date, date],
         rest=change - sum((c.amount for c in contributors), ZERO),
         others=sum(1 for k, v in amounts.items() if v != 0 and k not in keys),
         unattributed=unattributed, current_period=tuple(current), base_period=tuple(base),
-        aov_direction=aov_dir,
+        aov_direction=aov_dir, current_days=days1, base_days=days0,
     )
 
 
