@@ -5,6 +5,7 @@ import dagster as dg
 from assets.extract import extract_assets
 from assets.marts import mart_assets
 from assets.ml import ml_assets
+from assets.reorder import reorder_assets
 from assets.reports import (
     monthly_report_job,
     monthly_report_schedule,
@@ -52,7 +53,7 @@ resources = {
 }
 
 defs = dg.Definitions(
-    assets=[*extract_assets, *mart_assets, *ml_assets, *report_assets],
+    assets=[*extract_assets, *mart_assets, *ml_assets, *reorder_assets, *report_assets],
     asset_checks=freshness_checks,
     jobs=[daily_job, extract_job, weekly_report_job, monthly_report_job, *import_jobs],
     schedules=[daily_schedule, weekly_report_schedule, monthly_report_schedule],

@@ -23,6 +23,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from assets.extract import extract_assets
 from assets.marts import mart_assets
 from assets.ml import ml_assets
+from assets.reorder import reorder_assets
 from assets.reports import monthly_report, report_assets, weekly_report
 from emulator.clock import FixedClock
 from emulator.testing import running_emulator, seed_from_frames
@@ -38,7 +39,7 @@ FULL_AS_OF, DAILY_AS_OF = date(2025, 1, 7), date(2025, 1, 8)
 CORE_NOW = {"full": datetime(2025, 1, 8, 0, 30), "daily": datetime(2025, 1, 9, 0, 30)}
 AS_OF = {"full": FULL_AS_OF, "daily": DAILY_AS_OF}
 # the daily job's assets (weekly and monthly reports have their own partitions and jobs)
-DAILY_ASSETS = [a for a in (*extract_assets, *mart_assets, *ml_assets, *report_assets)
+DAILY_ASSETS = [a for a in (*extract_assets, *mart_assets, *ml_assets, *reorder_assets, *report_assets)
                 if a not in (weekly_report, monthly_report)]
 # a step boundary is "the first k steps of daily_job done", k = 0..STEPS
 STEPS = len(defs.resolve_job_def("daily_job").graph.node_names())
