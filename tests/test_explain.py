@@ -265,12 +265,30 @@ def test_total_anomaly_spike_and_the_degraded_sentences():
         "Revenue 80% below expected.")
 
 
+def test_total_anomaly_broad_gaps_big_spikes_outages_and_other_figures():
+    # 55.00 for 100.00: Bakery -18 (40%), Drinks -17 (38%), Garden -10 (22%)
+    con = anomaly_shop([[("B", 4200)], [("D", 1300)]])
+    assert explain_total_anomaly(con, ANOMALY_DAY, 55.0, 100.0) == (
+        "Revenue 45% below expected, spread across 3 categories; Bakery (-18.00) accounted for "
+        "40% of the gap.")
+    # an observed figure that is not the day's revenue (55.00) is not shared out
+    assert explain_total_anomaly(con, ANOMALY_DAY, 62.0, 100.0) == "Revenue 38% below expected."
+    con = anomaly_shop([[("B", 26000)], [("D", 3000)], [("G", 1000)]])
+    assert explain_total_anomaly(con, ANOMALY_DAY, 300.0, 100.0) == (
+        "Revenue 3.0 times expected; Bakery (+200.00) accounted for 100% of the gap.")
+    con = anomaly_shop([])
+    assert explain_total_anomaly(con, ANOMALY_DAY, 0.0, 100.0) == (
+        "Revenue 100% below expected: no sales at all.")
+
+
 def test_total_anomaly_over_an_event_of_several_days():
     # the 28 days before the first day give the shares: 4 x 100.00 of Tuesdays (60/30/10 %)
     # plus the Wednesday's 1,000.00 of Garden: Bakery 240/1400, Drinks 120/1400, Garden 1040/1400
     con = anomaly_shop([[("B", 100)]])
     found = total_anomaly_attribution(con, ANOMALY_DAY, 1.0, 140.0, end=ANOMALY_DAY)
     assert found.shares[0].label == "Bakery"  # the one-day rule: Tuesdays only
+    # the event's sums against its first day alone would not match: no attribution
+    assert total_anomaly_attribution(con, ANOMALY_DAY, 5.0, 1400.0).by is None
     found = total_anomaly_attribution(con, ANOMALY_DAY, 1.0, 1400.0, end=ANOMALY_DAY + timedelta(days=1))
     # Garden expected 1,040.00 and sold nothing: 1,040 of the 1,399 gap
     assert (found.shares[0].label, found.shares[0].gap, found.shares[0].share_pct) == ("Garden", D("-1040.00"), 74)

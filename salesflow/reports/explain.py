@@ -62,6 +62,9 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 #: same weekday over this many previous weeks gives the categories' shares of an expected day
 SHARE_WEEKS = 4
+#: an anomaly's observed figure and the warehouse's revenue of its days differ by at most this
+#: share when they are the same figure (an event's revenue is its orders x a mean order value)
+MATCH_TOLERANCE = Decimal("0.10")
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,7 @@ class AnomalyExplanation:
     pct: Decimal | None  # observed vs expected, in percent of the expected
     by: str | None  # "category", "product", or None without attribution
     shares: list[GapShare] = field(default_factory=list)
+    spread: int = 0  # categories (products) that moved the anomaly's way
 
 
 def _share_days(day: date, end: date) -> list[tuple[date, date]]:
@@ -383,9 +387,13 @@ def total_anomaly_attribution(con: duckdb.DuckDBPyConnection, day: date, observe
     if exp <= 0 or obs == exp:
         return None
     pct = ((obs - exp) * 100 / exp).quantize(CENT, rounding=ROUND_HALF_UP)
-    word = "above" if obs > exp else "below"
     what = {"revenue": "Revenue", "orders": "Orders", "units": "Units"}.get(quantity, quantity.capitalize())
-    head = f"{what} {_pct_text(pct, signed=False)} {word} expected"
+    if obs >= 2 * exp:
+        head = f"{what} {(obs / exp).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)} times expected"
+    else:
+        head = f"{what} {_pct_text(pct, signed=False)} {'above' if obs > exp else 'below'} expected"
+    if obs <= 0:
+        return AnomalyExplanation(head + ": no sales at all.", pct, None)
     plain = AnomalyExplanation(head + ".", pct, None)
     if quantity != "revenue" or top < 1:
         return plain
@@ -394,6 +402,10 @@ def total_anomaly_attribution(con: duckdb.DuckDBPyConnection, day: date, observe
     by = _resolve_by(con, by)
     history = _share_days(day, end)
     per_key = _per_key(con, by, [(day, end), *history])
+    seen = sum((v[0] for v in per_key.values()), ZERO)
+    if abs(seen - obs) > MATCH_TOLERANCE * max(abs(seen), abs(obs)) + CENT:
+        # not this span's revenue: another grain, an event's days not given, stale marts
+        return plain
     hist_total = sum((sum(v[1:], ZERO) for v in per_key.values()), ZERO)
     if hist_total <= 0:
         return plain
@@ -403,36 +415,38 @@ def total_anomaly_attribution(con: duckdb.DuckDBPyConnection, day: date, observe
     total_gap = sum(gaps.values(), Fraction(0))
     up = obs > exp
     if total_gap == 0 or (total_gap > 0) != up:
-        return plain  # the warehouse's day does not show the gap the anomaly reports
-    same_way = sorted((k for k, g in gaps.items() if g != 0 and (g > 0) == up),
-                      key=lambda k: (-abs(gaps[k]), k))[:top]
-    if not same_way:
         return plain
-    labels = product_labels(con, same_way) if by == "product" else {k: k for k in same_way}
+    same_way = sorted((k for k, g in gaps.items() if g != 0 and (g > 0) == up),
+                      key=lambda k: (-abs(gaps[k]), k))
+    named = same_way[:top]
+    labels = product_labels(con, named) if by == "product" else {k: k for k in named}
     shares = [GapShare(labels[k], k, _cents(gaps[k]),
                        Decimal(floor(gaps[k] / total_gap * 100 + Fraction(1, 2))))
-              for k in same_way]
+              for k in named]
     parts = [f"{s.label} ({fmt_change(s.gap, 'money', currency)})" for s in shares]
-    if len(shares) == 1:
-        s = shares[0]
-        if s.share_pct > 100:
-            tail = f"{parts[0]} alone made more than the whole gap ({s.share_pct}%)"
-        else:
-            tail = f"{parts[0]} accounted for {s.share_pct}% of the gap"
+    total_share = sum((s.share_pct for s in shares), Decimal(0))
+    if len(shares) == 1 and total_share > 100:
+        tail = f"{parts[0]} alone made more than the whole gap ({total_share}%)"
     else:
-        total_share = sum((s.share_pct for s in shares), Decimal(0))
         tail = f"{_join(parts)} accounted for {total_share}% of the gap"
-    return AnomalyExplanation(f"{head}; {tail}.", pct, by, shares)
+    if total_share < 50 and len(same_way) > len(named):
+        noun = "categories" if by == "category" else "products"
+        head += f", spread across {len(same_way):,} {noun}"
+    return AnomalyExplanation(f"{head}; {tail}.", pct, by, shares, len(same_way))
 
 
 def explain_total_anomaly(con: duckdb.DuckDBPyConnection, day: date, observed, expected, *,
                           top: int = 1, end: date | None = None, quantity: str = "revenue",
                           currency: str = "") -> str | None:
     """"Revenue 38% below expected; Bakery (-420.00 EUR) accounted for 60% of the gap." for the
-    shop's anomaly of ``day`` (to ``end`` for an event of several days); None when nothing is
-    expected (``expected`` <= 0) or observed equals expected. Without categories the products
-    are named; with a ``quantity`` other than revenue, or no history to share the expected
-    revenue by, the sentence has no attribution."""
+    shop's anomaly of ``day`` (to ``end`` for an event of several days: pass its last day, as
+    its observed and expected figures are the event's sums); None when nothing is expected
+    (``expected`` <= 0) or observed equals expected. Without categories the products are named;
+    when the named ones make less than half of the gap, the sentence says how many it is
+    spread across. A spike of twice the expected or more reads "N times expected"; a day
+    without sales reads "no sales at all" and names nothing. No attribution either with a
+    ``quantity`` other than revenue, without history to share the expected revenue by, or when
+    ``observed`` is not (within ``MATCH_TOLERANCE``) the warehouse's revenue of those days."""
     found = total_anomaly_attribution(con, day, observed, expected, top=top, end=end,
                                       quantity=quantity, currency=currency)
     return None if found is None else found.sentence
