@@ -14,11 +14,13 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, WarehouseResource
+from pipelines.partitions import SHOP
+from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource
 from salesflow.errors import CoreAuthError, CoreDataError
 from salesflow.imports.pipeline import (
     MODES, ImportOutcome, ImportSettings, InboxLayout, copy_into_inbox, process_file, safe_name,
 )
+from salesflow.notices import import_recipients, notify_import
 
 IMPORT_OP = "import_file"
 SHA_TAG = "salesflow/import_sha256"
@@ -106,6 +108,22 @@ def outcome_summary(outcome: ImportOutcome) -> dict[str, Any]:
     }
 
 
+def _notify(context, outcome: ImportOutcome, warehouse: WarehouseResource,
+            folders: FoldersResource, mailer: MailerResource) -> str:
+    """Tell the import recipients how the import ended (once per import). A mail failure
+    leaves the notice queued for the next import run; the import itself is done."""
+    try:
+        with warehouse.get_connection() as con:
+            result = notify_import(
+                con, mailer.mailer(folders.path("exports", "outbox")), outcome,
+                import_recipients(mailer.recipients()), shop_name=SHOP.shop_name)
+    except Exception as exc:  # noqa: BLE001 - the import is committed; the notice waits
+        context.log.warning(f"import notice of {outcome.file} not sent: {type(exc).__name__}: {exc}")
+        return f"not sent: {type(exc).__name__}"
+    (context.log.warning if result.error else context.log.info)(result.describe())
+    return result.describe()
+
+
 @dg.op(
     name=IMPORT_OP,
     pool=WAREHOUSE_POOL,
@@ -120,6 +138,7 @@ def import_file(
     core: CoreApiResource,
     warehouse: WarehouseResource,
     folders: FoldersResource,
+    mailer: MailerResource,
 ) -> dg.Output:
     if config.mode not in MODES:
         raise dg.Failure(f"mode must be one of {MODES}, got {config.mode!r}", allow_retries=False)
@@ -136,6 +155,7 @@ def import_file(
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     metadata = outcome_metadata(outcome)
     context.log.info(f"import of {outcome.file}: {outcome.status}; {outcome.message[:500]}")
+    metadata["notice"] = _notify(context, outcome, warehouse, folders, mailer)
     if outcome.status == "failed":
         raise dg.Failure(description=outcome.message, metadata=metadata, allow_retries=False)
     return dg.Output(outcome_summary(outcome), metadata=metadata)
@@ -168,6 +188,13 @@ def env_resources() -> dict:
         "warehouse": WarehouseResource(
             database=os.environ.get("SALESFLOW_WAREHOUSE") or "data/warehouse.duckdb"),
         "folders": FoldersResource(home=os.environ.get("SALESFLOW_HOME") or "."),
+        "mailer": MailerResource(**{
+            field: os.environ.get(name) or default for field, name, default in (
+                ("host", "SALESFLOW_SMTP_HOST", ""), ("port", "SALESFLOW_SMTP_PORT", ""),
+                ("security", "SALESFLOW_SMTP_SECURITY", "starttls"),
+                ("user", "SALESFLOW_SMTP_USER", ""), ("password", "SALESFLOW_SMTP_PASSWORD", ""),
+                ("sender", "SALESFLOW_SMTP_SENDER", ""),
+                ("ops_recipients", "SALESFLOW_OPS_RECIPIENTS", ""))}),
     }
 
 

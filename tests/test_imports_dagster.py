@@ -13,7 +13,7 @@ import dagster as dg
 from pipelines.imports_job import (
     IMPORT_OP, SHA_TAG, import_job, import_run_config, run_import_file,
 )
-from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, WarehouseResource
+from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource
 from salesflow.imports.reading import sha256_file
 from salesflow.imports.scan import ScanSettings, scan_inbox
 from sensors.inbox import build_inbox_sensor, inbox_sensor
@@ -29,6 +29,7 @@ def resources_for(env: ImportEnv) -> dict:
                                 backoff_s=0.01, backoff_max_s=0.05, max_attempts=3),
         "warehouse": WarehouseResource(database=str(env.warehouse)),
         "folders": FoldersResource(home=str(env.home)),
+        "mailer": MailerResource(),
     }
 
 

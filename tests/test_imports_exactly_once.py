@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from resources import CoreApiResource, FoldersResource, WarehouseResource
+from resources import CoreApiResource, FoldersResource, MailerResource, WarehouseResource
 from salesflow.core_client import CoreClient
 from salesflow.imports import journal as J
 from salesflow.imports.pipeline import ImportSettings, process_file
@@ -152,6 +152,7 @@ def test_the_step_retry_never_resends_a_bulk_sale_still_held_by_the_core(env):
                                 write_timeout_s=WRITE_TIMEOUT_S, write_settle_s=7.0),
         "warehouse": WarehouseResource(database=str(env.warehouse)),
         "folders": FoldersResource(home=str(env.home)),
+        "mailer": MailerResource(),
     }
     result = _fast_retry_import_job().execute_in_process(
         run_config=import_run_config("sales.csv"), resources=resources, raise_on_error=False)
