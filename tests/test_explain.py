@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salesflow import marts
-from salesflow.reports.explain import (comparison_periods, decompose, explain_total_anomaly,
-                                       revenue_change, total_anomaly_attribution)
+from salesflow import anomalies, marts
+from salesflow.reports.explain import (comparison_periods, decompose, event_last_day,
+                                       explain_anomaly, explain_total_anomaly, revenue_change,
+                                       total_anomaly_attribution)
 from salesflow.warehouse import ensure_schema
 
 D = Decimal
@@ -292,6 +293,28 @@ def test_total_anomaly_over_an_event_of_several_days():
     found = total_anomaly_attribution(con, ANOMALY_DAY, 1.0, 1400.0, end=ANOMALY_DAY + timedelta(days=1))
     # Garden expected 1,040.00 and sold nothing: 1,040 of the 1,399 gap
     assert (found.shares[0].label, found.shares[0].gap, found.shares[0].share_pct) == ("Garden", D("-1040.00"), 74)
+
+
+def test_a_total_level_shift_row_is_attributed_over_its_days():
+    catalogue = {"B": ("Bun", "Bakery", "0.01"), "D": ("Tea", "Drinks", "0.01"),
+                 "G": ("Rake", "Garden", "0.01")}
+    days = {ANOMALY_DAY - timedelta(weeks=w): [[("B", 6000)], [("D", 3000)], [("G", 1000)]]
+            for w in range(1, 5)}
+    for d in (ANOMALY_DAY, ANOMALY_DAY + timedelta(days=1)):  # 130.00 a day, Bakery +30
+        days[d] = [[("B", 9000)], [("D", 3000)], [("G", 1000)]]
+    con = build(days, catalogue)
+    last = ANOMALY_DAY + timedelta(days=1)
+    # the note as the anomaly scoring writes it; the row's figures are the two days' sums
+    note = anomalies._event_note("TOTAL", ANOMALY_DAY, last, 2, 260.0, 200.0, "level_shift",
+                                 True, "low", "EUR")
+    assert event_last_day(note) == last
+    row = {"series_id": "TOTAL", "ds": ANOMALY_DAY, "observed": 260.0, "expected": 200.0,
+           "kind": "level_shift", "note": note}
+    assert explain_anomaly(con, row, currency="EUR") == (
+        "Revenue 30% above expected; Bakery (+60.00 EUR) accounted for 100% of the gap.")
+    # without its last day the sums are not the first day's revenue: no attribution
+    assert explain_anomaly(con, {**row, "note": ""}) == "Revenue 30% above expected."
+    assert explain_anomaly(con, {**row, "series_id": "B"}) is None
 
 
 # -- comparison periods ----------------------------------------------------------------------

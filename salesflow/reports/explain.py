@@ -46,8 +46,9 @@ label the sentences print after "vs".
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from math import floor
@@ -57,6 +58,7 @@ import duckdb
 from salesflow.reports.fmt import fmt_change, fmt_value
 
 UNCATEGORIZED = "Uncategorized"
+TOTAL = "TOTAL"  # the whole shop's series id in ml.*
 BY = ("auto", "category", "product")
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -450,6 +452,39 @@ def explain_total_anomaly(con: duckdb.DuckDBPyConnection, day: date, observed, e
     found = total_anomaly_attribution(con, day, observed, expected, top=top, end=end,
                                       quantity=quantity, currency=currency)
     return None if found is None else found.sentence
+
+
+_EVENT_LAST = re.compile(r"last \w+ (\d{1,2} \w+ \d{4})\)")
+EVENT_KINDS = ("level_shift", "outage")
+
+
+def event_last_day(note: str | None) -> date | None:
+    """The last day of a multi-day event of ``ml.sales_anomalies``, read from its note
+    ("... (since Fri 22 Apr 2011, last Mon 25 Apr 2011) ..."); None when the note has none."""
+    found = _EVENT_LAST.search(note or "")
+    if not found:
+        return None
+    try:
+        return datetime.strptime(found.group(1), "%d %b %Y").date()
+    except ValueError:
+        return None
+
+
+def explain_anomaly(con: duckdb.DuckDBPyConnection, row, *, top: int = 1,
+                    currency: str = "") -> str | None:
+    """``explain_total_anomaly`` for a row of ``ml.sales_anomalies`` (a mapping with its
+    columns); None for a product's row. A ``TOTAL`` event (level shift, outage) reports the
+    sums of its days: they are attributed over its days, up to the last day its note names."""
+    if row["series_id"] != TOTAL:
+        return None
+    day = row["ds"]
+    day = day.date() if isinstance(day, datetime) else day
+    end = None
+    if row.get("kind") in EVENT_KINDS:
+        end = event_last_day(row.get("note"))
+        end = end if end is not None and end >= day else None
+    return explain_total_anomaly(con, day, row["observed"], row["expected"], top=top, end=end,
+                                 currency=currency)
 
 
 # -- comparison periods ----------------------------------------------------------------------
