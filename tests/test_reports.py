@@ -577,3 +577,86 @@ def test_kpi_markdown_and_report_email(con, tmp_path):
     attachments = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
     assert attachments == {files.pdf.name: files.pdf.read_bytes(), files.xlsx.name: files.xlsx.read_bytes()}
     assert f"{rev:,.2f} EUR" in msg.get_body(("plain",)).get_content()
+
+
+# -- comparisons, explanation and customers in the PDF and the workbook ------------------------
+def add_customer_marts(con) -> None:
+    from salesflow import customers
+
+    customers.build_customer_daily(con, SHOP_START, SHOP_END)
+    customers.build_customer_as_of(con, AS_OF)
+
+
+@needs_pdftoppm
+def test_weekly_report_shows_both_comparisons_and_why_revenue_moved(con, tmp_path):
+    # a year of history behind the week: the same week last year has figures at 80 %
+    con.execute("INSERT INTO marts.daily_sales SELECT * REPLACE (sale_date - INTERVAL 364 DAY "
+                "AS sale_date, round(revenue * 0.8, 2) AS revenue) FROM marts.daily_sales "
+                "WHERE sale_date BETWEEN ? AND ?", [AS_OF - timedelta(days=6), AS_OF])
+    files = write_report(con, "weekly", AS_OF, tmp_path, SETTINGS, now=NOW)
+    report = files.report
+    assert len(report.explanation) == 3  # two on the previous week, one on last year
+    assert "vs the previous week" in report.explanation[0]
+    assert "vs the same week last year" in report.explanation[2]
+    year_growth = report.comparisons[1].kpi("revenue").growth_pct
+    assert year_growth == half_up(D(25), 1)  # 1 / 0.8 - 1, exactly 25 %
+    page1 = " ".join(pdf_pages_text(files.pdf)[0].split())
+    assert "Compared with previous week: 17 - 23 June 2025" in page1
+    assert "Compared with same week last year: 25 June - 1 July 2024" in page1
+    assert "+25.00 %" in page1  # the year-ago growth column of the key figures
+    assert "Why revenue moved" in page1
+    assert report.explanation[0][:60] in page1
+    wb = openpyxl.load_workbook(files.xlsx)
+    header, rows = read_sheet(wb["Summary"])
+    assert header[:8] == ["Figure", "This period", "Previous week", "Change", "Growth",
+                          "Same week last year", "Change", "Growth"]
+    revenue = next(r for r in rows if r[0] == "Revenue (EUR)")
+    assert as_decimal(revenue[5]) == report.comparisons[1].kpi("revenue").value
+    assert as_decimal(revenue[7] * 100) == D("25.00")
+    texts = [r[1] for r in rows if isinstance(r[1], str)]
+    assert all(line in texts for line in report.explanation)
+
+
+@needs_pdftoppm
+def test_weekly_and_monthly_reports_carry_customer_figures(con, tmp_path):
+    add_customer_marts(con)
+    for kind, window in (("weekly", "7d"), ("monthly", "mtd")):
+        files = write_report(con, kind, AS_OF, tmp_path, SETTINGS, now=NOW)
+        c = files.report.customers
+        p = files.report.period
+        assert files.report.customers_note is None
+        # the same customers and repeat rate as the KPI mart's window over the same days
+        customers, repeat = con.execute(
+            'SELECT customers, repeat_customer_rate FROM marts.kpis WHERE as_of = ? AND "window" = ?',
+            [AS_OF, window]).fetchone()
+        assert (c.customers, c.repeat_rate_pct) == (customers, repeat), kind
+        new = con.execute("SELECT sum(new_customers) FROM marts.customer_daily WHERE sale_date BETWEEN ? AND ?",
+                          [p.start, p.end]).fetchone()[0]
+        assert c.new_customers == new and c.returning_customers == c.customers - new > 0
+        segments = dict(con.execute("SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? "
+                                    "GROUP BY 1", [AS_OF]).fetchall())
+        assert dict(c.segments) == segments and len(segments) > 3
+        whole = " ".join(" ".join(pdf_pages_text(files.pdf)).split())
+        assert "Customers" in whole and f"New (first purchase in the period) {c.new_customers:,}" in whole
+        assert f"Returning (bought before) {c.returning_customers:,}" in whole
+        wb = openpyxl.load_workbook(files.xlsx)
+        values = {r[0]: r[1] for r in wb["Customers"].iter_rows(values_only=True) if r[0]}
+        assert values["New customers (first purchase in the period)"] == c.new_customers
+        assert as_decimal(values["Repeat rate"] * 100) == repeat
+        for name, n in c.segments:
+            assert values[name] == n
+    daily = load_report(con, "daily", AS_OF, SETTINGS, now=NOW)
+    assert daily.customers is None and daily.customers_note is None
+
+
+@needs_pdftoppm
+def test_without_customer_ids_one_line_says_so(con, tmp_path):
+    con.execute("UPDATE raw.sales SET customer_id = CASE WHEN sale_id % 2 = 0 THEN NULL ELSE '  ' END")
+    files = write_report(con, "weekly", AS_OF, tmp_path, SETTINGS, now=NOW)
+    assert files.report.customers is None
+    note = files.report.customers_note
+    assert "no customer ids" in note
+    whole = " ".join(" ".join(pdf_pages_text(files.pdf)).split())
+    assert whole.count(note) == 1
+    wb = openpyxl.load_workbook(files.xlsx)
+    assert wb["Customers"]["A2"].value == note

@@ -39,8 +39,8 @@ HEADER_FILL = PatternFill("solid", fgColor="1F3B63")
 HEADER_FONT = Font(bold=True, color="FFFFFF")
 MAX_WIDTH = 60
 
-SHEETS = ("Summary", "Revenue trend", "Top products", "Stock alerts", "Anomalies", "Expenses",
-          "Net profit")
+SHEETS = ("Summary", "Revenue trend", "Top products", "Customers", "Stock alerts", "Anomalies",
+          "Expenses", "Net profit")
 
 
 def set_text(cell: Cell, text: str) -> None:
@@ -156,37 +156,49 @@ def trend_rows(report: Report) -> list[tuple]:
     return out
 
 
+def _change_cells(ws: Worksheet, r: int, c: int, kind: str, change, growth) -> None:
+    """The change (in points for percentages) at column ``c`` and the growth at ``c + 1``."""
+    if kind == "pct":
+        set_value(ws.cell(r, c), change, "num")
+        ws.cell(r, c).number_format = '+#,##0.00" pts";-#,##0.00" pts";0.00" pts"'
+    else:
+        set_value(ws.cell(r, c), change, kind)
+        if change is not None:
+            ws.cell(r, c).number_format = "+" + NUMBER_FORMATS[kind] + ";-" + NUMBER_FORMATS[kind] + ";0"
+    set_value(ws.cell(r, c + 1), growth, "pct")
+    if growth is not None:
+        ws.cell(r, c + 1).number_format = "+0.00%;-0.00%;0.00%"
+
+
 def _summary_sheet(wb: Workbook, report: Report) -> Worksheet:
+    """Each figure of the period, then for each comparison (the main one first) its value, the
+    change and the growth; under them the periods, why revenue moved, and the notes."""
     ws = wb.active
     ws.title = "Summary"
     cur = report.currency
-    columns = (Column("figure", "Figure"), Column("current", "This period"),
-               Column("previous", "Previous period"), Column("change", "Change"),
-               Column("growth", "Growth"))
+    columns = [Column("figure", "Figure"), Column("current", "This period")]
+    for i, comp in enumerate(report.comparisons):
+        columns += [Column(f"value_{i}", comp.label), Column(f"change_{i}", "Change"),
+                    Column(f"growth_{i}", "Growth")]
     write_table(ws, columns, [])
     for r, k in enumerate(report.kpis, start=2):
         set_text(ws.cell(r, 1), k.label + (f" ({cur})" if k.kind == "money" else ""))
-        change_kind = "num" if k.kind == "pct" else k.kind
         set_value(ws.cell(r, 2), k.current, k.kind)
-        set_value(ws.cell(r, 3), k.previous, k.kind)
-        if k.kind == "pct":
-            set_value(ws.cell(r, 4), k.change, change_kind)
-            ws.cell(r, 4).number_format = '+#,##0.00" pts";-#,##0.00" pts";0.00" pts"'
-        else:
-            set_value(ws.cell(r, 4), k.change, change_kind)
-            if k.change is not None:
-                ws.cell(r, 4).number_format = "+" + NUMBER_FORMATS[change_kind] + ";-" + NUMBER_FORMATS[change_kind] + ";0"
-        set_value(ws.cell(r, 5), k.growth_pct, "pct")
-        if k.growth_pct is not None:
-            ws.cell(r, 5).number_format = "+0.00%;-0.00%;0.00%"
+        for i, comp in enumerate(report.comparisons):
+            ck = comp.kpi(k.key)
+            col = 3 + 3 * i
+            set_value(ws.cell(r, col), ck.value, k.kind)
+            _change_cells(ws, r, col + 1, k.kind, ck.change, ck.growth_pct)
     p = report.period
     info_row = len(report.kpis) + 3
     info = [
         ("Shop", report.shop_name), ("Report", report.title),
         ("Period", f"{p.label} ({p.start.isoformat()} to {p.end.isoformat()})"),
-        ("Compared with", f"{p.prev_label} ({p.prev_start.isoformat()} to {p.prev_end.isoformat()})"),
-        ("Currency", cur), ("Generated", f"{report.generated_at:%Y-%m-%d %H:%M %Z}"),
     ]
+    info += [(c.label, f"{c.span_label} ({c.start.isoformat()} to {c.end.isoformat()})"
+              + ("" if c.available else ", no sales data for it")) for c in report.comparisons]
+    info += [("Currency", cur), ("Generated", f"{report.generated_at:%Y-%m-%d %H:%M %Z}")]
+    info += [("Why revenue moved" if i == 0 else "", line) for i, line in enumerate(report.explanation)]
     info += [("Note", n) for n in section_notes(report)]
     for i, (label, text) in enumerate(info):
         cell = ws.cell(info_row + i, 1)
@@ -195,9 +207,49 @@ def _summary_sheet(wb: Workbook, report: Report) -> Worksheet:
         set_text(ws.cell(info_row + i, 2), text)
     ws.column_dimensions["A"].width = max(ws.column_dimensions["A"].width,
                                           max(len(k.label) for k in report.kpis) + 8)
-    for col in "BCDE":
-        ws.column_dimensions[col].width = max(ws.column_dimensions[col].width, 18)
+    for c in range(2, len(columns) + 1):
+        letter = get_column_letter(c)
+        ws.column_dimensions[letter].width = max(ws.column_dimensions[letter].width, 18)
     ws.freeze_panes = "A2"
+    return ws
+
+
+CUSTOMER_FIGURES = (
+    ("customers", "Customers who bought", "int"),
+    ("new_customers", "New customers (first purchase in the period)", "int"),
+    ("returning_customers", "Returning customers (bought before the period)", "int"),
+    ("repeat_customers", "Customers with 2+ orders in the period", "int"),
+    ("repeat_rate_pct", "Repeat rate", "pct"),
+    ("orders", "Orders", "int"),
+    ("identified_orders", "Orders with a customer id", "int"),
+    ("identified_share_pct", "Share of orders with a customer id", "pct"),
+)
+
+
+def _customers_sheet(wb: Workbook, report: Report) -> Worksheet:
+    """The period's customer figures, then the RFM segment counts; one line instead when the
+    report has none (a daily report, or sales without customer ids)."""
+    ws = wb.create_sheet("Customers")
+    write_table(ws, (Column("figure", "Figure"), Column("value", "Value")), [])
+    ws.freeze_panes = "A2"
+    c = report.customers
+    if c is None:
+        set_text(ws.cell(2, 1), report.customers_note or
+                 "Customer figures are in the weekly and monthly reports.")
+        return ws
+    for r, (key, label, kind) in enumerate(CUSTOMER_FIGURES, start=2):
+        set_text(ws.cell(r, 1), label)
+        set_value(ws.cell(r, 2), getattr(c, key), kind)
+    first = len(CUSTOMER_FIGURES) + 3
+    set_text(ws.cell(first, 1), f"RFM segments of all customers on {c.segments_as_of.isoformat()}")
+    ws.cell(first, 1).font = Font(bold=True)
+    total = sum(n for _s, n in c.segments)
+    write_table(ws, (Column("segment", "Segment"), Column("customers", "Customers", "int"),
+                     Column("share", "Share", "pct")),
+                [(name, n, Decimal(n * 100) / total) for name, n in c.segments], first_row=first + 1)
+    if not c.segments:
+        set_text(ws.cell(first + 2, 1), "No RFM segments for that day.")
+    ws.column_dimensions["A"].width = max(ws.column_dimensions["A"].width, 48)
     return ws
 
 
@@ -232,6 +284,7 @@ def build_workbook(report: Report) -> Workbook:
         chart.height, chart.width = max(7.5, 0.7 * n), 18
         ws.add_chart(chart, "H2")
 
+    _customers_sheet(wb, report)
     _data_sheet(wb, "Stock alerts", report.stock_alerts, cur)
     _data_sheet(wb, "Anomalies", report.anomalies, cur)
 
