@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salesflow import anomalies, marts
+from salesflow.reports import content
 from salesflow.reports.explain import (comparison_periods, decompose, event_last_day,
                                        explain_anomaly, explain_total_anomaly, revenue_change,
                                        total_anomaly_attribution)
@@ -214,6 +216,34 @@ def test_effects_sum_to_the_change_and_stay_within_half_a_cent(c1, o1, c0, o0):
         assert abs(Fraction(aov_effect) - exact) <= Fraction(1, 200)
     else:
         assert aov_effect == 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_shops_explain_the_reports_change_to_the_cent(seed):
+    """Random lines (odd prices, repeated skus, days without sales, skus outside the
+    inventory): the parts add up to the change the report prints, whatever the grouping."""
+    rng = random.Random(seed)
+    catalogue = {f"S{i}": (f"Item {i}", rng.choice(["A", "B", "C", ""]), f"{rng.randint(1, 9999) / 100:.2f}")
+                 for i in range(12)}
+    start = date(2025, 3, 3)
+    days = {start + timedelta(days=d): [[(rng.choice(list(catalogue)), rng.randint(1, 5))
+                                         for _ in range(rng.randint(1, 4))]
+                                        for _ in range(rng.choice([0, 1, 3, 7]))]
+            for d in range(21)}
+    con = build(days, catalogue)
+    con.execute("DELETE FROM raw.inventory WHERE sku IN ('S0', 'S1')")
+    as_of = start + timedelta(days=rng.randint(7, 20))
+    for kind in ("daily", "weekly"):
+        period = content.report_period(kind, as_of)
+        report_change = content.load_kpis(con, period)[0][0]
+        assert report_change.key == "revenue"
+        for by in ("auto", "category", "product"):
+            rc = revenue_change(con, (period.start, period.end), (period.prev_start, period.prev_end),
+                                by=by, top=rng.randint(0, 4))
+            assert rc.change == report_change.change
+            assert rc.unattributed == 0
+            assert_sums(rc)
+            assert 1 <= len(rc.sentences("EUR", "x")) <= 2
 
 
 def test_unknown_by_is_refused():
