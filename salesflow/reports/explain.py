@@ -38,6 +38,8 @@ gap is its observed revenue minus that. The categories with the largest gap in t
 direction are named with their share of the total gap. ``TOTAL`` rows report revenue (the
 anomaly scoring may count orders, but its observed and expected figures are revenue); a figure
 of another grain (``quantity="orders"`` or ``"units"``) gets the sentence without attribution.
+``explain_anomaly(con, row)`` does the same for a row of ``ml.sales_anomalies``, over the days
+of a multi-day event.
 
 ``comparison_periods(kind, start, end)``: the periods a report is compared with, each with the
 label the sentences print after "vs".
@@ -56,6 +58,7 @@ from math import floor
 import duckdb
 
 from salesflow.reports.fmt import fmt_change, fmt_value
+from salesflow.warehouse import has_table
 
 UNCATEGORIZED = "Uncategorized"
 TOTAL = "TOTAL"  # the whole shop's series id in ml.*
@@ -129,7 +132,7 @@ class RevenueChange:
                     f"{_count(self.orders_current, 'order')}{aov}.")
         if self.change == 0:
             head = f"Revenue {money(self.current)} (unchanged vs {base_label})"
-        elif self.pct is None:
+        elif self.pct is None or self.pct == 0:  # no base to divide by, or under 0.005 %
             head = f"Revenue {money(self.current)} ({fmt_change(self.change, 'money', currency)} vs {base_label})"
         else:
             head = f"Revenue {money(self.current)} ({_pct_text(self.pct)} vs {base_label})"
@@ -227,12 +230,6 @@ def decompose(r1: Decimal, o1: int, r0: Decimal, o0: int) -> tuple[Decimal, Deci
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ?", [schema, table]).fetchone()[0] > 0
-
-
 # The inventory's latest row per sku (as marts.py reads costs); blank categories are unknown.
 _CATEGORY_OF = f"""
     category_of AS (
@@ -244,7 +241,7 @@ _CATEGORY_OF = f"""
 
 def shop_has_categories(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``raw.inventory`` names more than one category besides ``Uncategorized``."""
-    if not _has_table(con, "raw", "inventory"):
+    if not has_table(con, "raw", "inventory"):
         return False
     n = con.execute(f"""WITH {_CATEGORY_OF}
                         SELECT count(DISTINCT category) FROM category_of
@@ -257,7 +254,7 @@ def _resolve_by(con, by: str) -> str:
         raise ValueError(f"by must be one of {', '.join(BY)}, got {by!r}")
     if by == "auto":
         return "category" if shop_has_categories(con) else "product"
-    if by == "category" and not _has_table(con, "raw", "inventory"):
+    if by == "category" and not has_table(con, "raw", "inventory"):
         return "product"
     return by
 
@@ -292,12 +289,12 @@ def product_labels(con, skus: list[str]) -> dict[str, str]:
     if not skus:
         return {}
     names: dict[str, str] = {}
-    if _has_table(con, "raw", "products"):
+    if has_table(con, "raw", "products"):
         names.update({s: n for s, n in con.execute(
             "SELECT sku, any_value(name) FROM raw.products WHERE sku IN (SELECT unnest(?)) "
             "AND nullif(trim(name), '') IS NOT NULL GROUP BY sku", [skus]).fetchall()})
     missing = [s for s in skus if s not in names]
-    if missing and _has_table(con, "raw", "sale_items"):
+    if missing and has_table(con, "raw", "sale_items"):
         names.update({s: n for s, n in con.execute(
             "SELECT sku, arg_max(product_name, (sale_id, line_no)) FROM raw.sale_items "
             "WHERE sku IN (SELECT unnest(?)) AND nullif(trim(product_name), '') IS NOT NULL "
@@ -399,7 +396,7 @@ def total_anomaly_attribution(con: duckdb.DuckDBPyConnection, day: date, observe
     plain = AnomalyExplanation(head + ".", pct, None)
     if quantity != "revenue" or top < 1:
         return plain
-    if not (_has_table(con, "marts", "product_daily_sales") and _has_table(con, "marts", "daily_sales")):
+    if not (has_table(con, "marts", "product_daily_sales") and has_table(con, "marts", "daily_sales")):
         return plain
     by = _resolve_by(con, by)
     history = _share_days(day, end)
