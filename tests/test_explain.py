@@ -379,9 +379,9 @@ def test_monthly_compares_with_the_previous_month_and_the_same_month_last_year()
     # month to date: the same days, clipped to a shorter month; January against December
     assert comparison_periods("monthly", date(2024, 3, 1), date(2024, 3, 30)) == [
         ("February 2024", date(2024, 2, 1), date(2024, 2, 29)),
-        ("2023-03-01 to 2023-03-30", date(2023, 3, 1), date(2023, 3, 30))]
+        ("1 - 30 March 2023", date(2023, 3, 1), date(2023, 3, 30))]
     assert comparison_periods("monthly", date(2025, 1, 1), date(2025, 1, 15)) == [
-        ("2024-12-01 to 2024-12-15", date(2024, 12, 1), date(2024, 12, 15)),
-        ("2024-01-01 to 2024-01-15", date(2024, 1, 1), date(2024, 1, 15))]
+        ("1 - 15 December 2024", date(2024, 12, 1), date(2024, 12, 15)),
+        ("1 - 15 January 2024", date(2024, 1, 1), date(2024, 1, 15))]
     with pytest.raises(ValueError):
         comparison_periods("yearly", date(2025, 1, 1), date(2025, 1, 31))

@@ -505,6 +505,8 @@ def _span_text(start: date, end: date) -> str:
     if start.day == 1 and end == end.replace(day=_month_len(end.year, end.month)) \
             and (start.year, start.month) == (end.year, end.month):
         return f"{start:%B %Y}"
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day} - {end.day} {end:%B %Y}"
     return f"{start.isoformat()} to {end.isoformat()}"
 
 
