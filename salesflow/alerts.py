@@ -103,7 +103,6 @@ import openpyxl
 from openpyxl.styles import Font
 
 from salesflow.anomalies import MULTI_DAY_KINDS
-from salesflow.email_render import render, signed_money
 from salesflow.errors import AlertDeliveryError, MailDeliveryError
 from salesflow.mailer import Attachment, Delivery, Mailer, Recipients, build_message
 from salesflow.marts import DEAD_AFTER_DAYS
@@ -709,7 +708,7 @@ def _card(a: PendingAlert, rank: int, currency: str) -> dict[str, Any]:
     if value is None:
         amount = "n/a"
     elif a.kind == "anomaly":
-        amount = signed_money(value, currency)
+        amount = ("+" if value > 0 else "-" if value < 0 else "") + fmt_value(abs(value), "money", currency)
     else:
         amount = fmt_value(value, "money", currency)
     name = p.get("name") or p.get("product_name")
@@ -801,11 +800,14 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
             by_kind[kind] = sev
     plural = "s" if n != 1 else ""
     at_risk = fmt_value(stakes.at_risk, "money", currency)
+    what = " and ".join({"anomaly": "sales anomalies", "stock": "stock"}.get(k, k)
+                        for k in sorted({a.kind for a in ordered}, key=lambda k: k != "stock"))
     if summary:
-        subject = f"[SalesFlow] {shop_name}: current state, {n} open alert{plural}, {at_risk} at stake ({counts})"
+        subject = (f"[SalesFlow] {shop_name}: current state, {n} open alert{plural}, {at_risk} at "
+                   f"stake ({counts}) - {what}")
         title = f"{n} open alert{plural}: the current state"
     else:
-        subject = f"[SalesFlow] {shop_name}: {n} new alert{plural}, {at_risk} at stake ({counts})"
+        subject = f"[SalesFlow] {shop_name}: {n} new alert{plural}, {at_risk} at stake ({counts}) - {what}"
         title = f"{n} new alert{plural}"
     day = f" on {as_of:%a %d %b %Y}" if as_of else ""
     lead = (f"{at_risk} at stake{day}"
@@ -832,6 +834,9 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
         "full_list": full_list, "other_files": [f.filename for f in files if f.filename != full_list],
         "chart": bool(chart), "unsubscribe": unsubscribe,
     }
+    # imported here: salesflow.email_render and salesflow.reports import each other
+    from salesflow.email_render import render
+
     rendered = render("digest", **context)
     return build_message(sender=sender, to=recipients, subject=subject, text=rendered.text,
                          html=rendered.html, inline_images={"anomalies": chart} if chart else None,

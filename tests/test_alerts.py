@@ -4,7 +4,9 @@ each alert once, over a real SMTP server on loopback."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
+from decimal import Decimal
 from email import policy as email_policy
 from email.parser import BytesParser
 
@@ -39,18 +41,23 @@ def alerting_skus(con, day=AS_OF) -> dict[str, str]:
 
 
 # -- which alerts ----------------------------------------------------------------------------
-def test_alerts_of_a_day_most_severe_first(con):
+def test_alerts_of_a_day_ranked_by_money(con):
     add_anomalies(con)
-    found = build_alerts(con, AS_OF)
+    found = build_alerts(con, AS_OF, currency="EUR")
     anomalies = [a for a in found if a.kind == "anomaly"]
     assert {a.key for a in anomalies} == {"anomaly:TOTAL:2025-06-28:down", "anomaly:SNK-00002:2025-06-27:up"}
     total = next(a for a in anomalies if a.details["series_id"] == "TOTAL")
-    assert total.severity == "high" and "expected 130.00 (95.00 - 165.00)" in total.title
+    # the shop's revenue: 40.00 observed where 130.00 was expected
+    assert total.value == Decimal("-90.00") and total.value_note == "revenue below expected"
+    assert "40.00 EUR where 130.00 EUR was expected (usual range 95.00 EUR to 165.00 EUR)" in total.title
+    spike = next(a for a in anomalies if a.details["series_id"] == "SNK-00002")
+    price, = con.execute("SELECT price FROM raw.products WHERE sku = 'SNK-00002'").fetchone()
+    assert spike.value == (Decimal(30 - 6) * price).quantize(Decimal("0.01"))
     stock = [a for a in found if a.kind == "stock"]
     assert {a.details["sku"]: a.details["status"] for a in stock} == alerting_skus(con)
     assert all(a.key == f"stock:{a.details['sku']}:{a.details['status']}:{FIRST_AS_OF}" for a in stock)
-    ranks = [alerts_mod.severity_rank(a.severity) for a in found]
-    assert ranks == sorted(ranks) and found[0].severity == "critical"
+    values = [abs(a.value or 0) for a in found]
+    assert values == sorted(values, reverse=True) and values[0] > 0
     assert build_alerts(con, AS_OF - timedelta(days=1))[0].kind == "stock"  # no anomaly run that day
 
 
@@ -82,14 +89,17 @@ def test_one_digest_per_run_and_a_second_run_sends_nothing(con, smtp_server):
     assert sorted(got["rcpt_tos"]) == ["manager@shop.example", OWNER]
     msg = got["message"]
     n_critical = sum(1 for a in build_alerts(con, AS_OF) if a.severity == "critical")
-    assert msg["Subject"].startswith(f"[SalesFlow] {SHOP}: {n} alerts ({n_critical} critical, ")
-    assert msg["X-SalesFlow-Alerts"] == str(n)
+    # the warehouse's first digest: the current state
+    assert msg["Subject"].startswith(f"[SalesFlow] {SHOP}: current state, {n} open alerts, ")
+    assert f"({n_critical} critical, " in msg["Subject"]
+    assert msg["X-SalesFlow-Alerts"] == str(n) and msg["X-SalesFlow-Digest"] == "summary"
     text = msg.get_body(("plain",)).get_content()
-    order = [line.split("]")[0].strip("[") for line in text.splitlines() if line.startswith("[")]
-    assert len(order) == n
-    assert [alerts_mod.severity_rank(s.lower()) for s in order] == sorted(
-        alerts_mod.severity_rank(s.lower()) for s in order)
-    assert "expected band 95.00 - 165.00" in text and "reorder quantity" in text
+    cards = [line for line in text.splitlines() if re.match(r"\d+\. ", line)]
+    assert len(cards) == n
+    amounts = [Decimal(re.match(r"\d+\. [+-]?([\d,]+\.\d\d) EUR", c).group(1).replace(",", ""))
+               for c in cards]
+    assert amounts == sorted(amounts, reverse=True)
+    assert "usual range 95.00 EUR to 165.00 EUR" in text and "revenue at risk over the 7-day lead time" in text
     html = msg.get_body(("html",)).get_content()
     images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
     assert len(images) == 1 and images[0].get_content().startswith(b"\x89PNG")
@@ -126,7 +136,7 @@ def test_an_event_confirmed_after_the_window_is_mailed_once_under_its_first_day(
                          "high", "level_shift", "50% below for 180 open days so far")])
     assert not [k for k in (a.key for a in build_alerts(con, AS_OF)) if k.startswith("anomaly:SNK-00005")]
     shift = next(a for a in build_alerts(con, AS_OF) if a.key == f"anomaly:SNK-00003:{first}:down")
-    assert f"since {first}" in shift.title
+    assert shift.details["since"] == f"since {first}" and f"since {first:%a %d %b %Y}" in shift.title
     mailer = smtp_server.mailer()
     run_alerts(con, AS_OF, mailer, SAME, shop_name=SHOP)
     sent = len(smtp_server.messages)
@@ -153,7 +163,9 @@ def test_the_next_day_sends_only_its_new_alerts(con, smtp_server):
     result = run_alerts(con, next_day, mailer, SAME, shop_name=SHOP)
     assert result.recorded == [f"anomaly:TOTAL:{next_day}:down"]
     assert len(smtp_server.messages) == 2
-    assert "1 alert (1 critical)" in smtp_server.messages[1]["message"]["Subject"]
+    second = smtp_server.messages[1]["message"]
+    assert "1 new alert, 110.00 EUR at stake (1 critical)" in second["Subject"]
+    assert second["X-SalesFlow-Digest"] == "new"
 
 
 def test_recipients_per_alert_kind_get_their_own_digest(con, smtp_server):
@@ -281,9 +293,12 @@ def test_pending_payload_keeps_what_the_digest_needs(con):
     pending = {p.key: p for p in pending_alerts(con)}
     total = pending["anomaly:TOTAL:2025-06-28:down"]
     assert total.payload["expected"] == 130.0 and total.payload["lower"] == 95.0
+    assert total.value == Decimal("-90.00") and total.payload["statement"].startswith("Shop revenue on")
     assert total.recipients == SAME.for_alert("anomaly")
-    assert json.loads(con.execute("SELECT payload FROM ops.alerts_pending WHERE alert_key = ?",
-                                  [total.key]).fetchone()[0])["severity"] == "high"
+    built = next(a for a in build_alerts(con, AS_OF) if a.key == total.key)
+    stored = json.loads(con.execute("SELECT payload FROM ops.alerts_pending WHERE alert_key = ?",
+                                    [total.key]).fetchone()[0])
+    assert stored["severity"] == built.severity and stored["value"] == "-90.00"
 
 
 def test_a_report_is_mailed_once(con, smtp_server, tmp_path):
