@@ -133,7 +133,8 @@ class RevenueChange:
         if self.change == 0:
             head = f"Revenue {money(self.current)} (unchanged vs {base_label})"
         elif self.pct is None or self.pct == 0:  # no base to divide by, or under 0.005 %
-            head = f"Revenue {money(self.current)} ({fmt_change(self.change, 'money', currency)} vs {base_label})"
+            amount = fmt_change(self.change, "money", currency)
+            head = f"Revenue {money(self.current)} ({amount} vs {base_label})"
         else:
             head = f"Revenue {money(self.current)} ({_pct_text(self.pct)} vs {base_label})"
         if self.orders_current == self.orders_base and self.aov_direction == 0:
@@ -162,9 +163,12 @@ class RevenueChange:
         moved = [c for c in self.contributors if c.amount != 0]
         if not moved:
             return None
-        text = lambda cs: _join([f"{c.label} {fmt_change(c.amount, 'money', currency)}" for c in cs])  # noqa: E731
+        def text(cs: list[Contribution]) -> str:
+            return _join([f"{c.label} {fmt_change(c.amount, 'money', currency)}" for c in cs])
+
         total = sum((c.amount for c in moved), ZERO)
-        if self.change != 0 and (total > 0) == (self.change > 0) and 2 * abs(total) >= abs(self.change):
+        covered = 2 * abs(total) >= abs(self.change)  # the listed ones make half the change or more
+        if self.change != 0 and (total > 0) == (self.change > 0) and covered:
             same = [c for c in moved if (c.amount > 0) == (self.change > 0)]
             against = [c for c in moved if (c.amount > 0) != (self.change > 0)]
             if against:
