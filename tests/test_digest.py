@@ -291,7 +291,7 @@ def test_a_digest_shows_the_top_n_and_attaches_every_alert(shop, tmp_path):
     result = run_alerts(shop.con, AS_OF, mailer, TO, shop_name=SHOP, currency="EUR", top_n=5)
     msg = sent_messages(tmp_path)[-1]
     assert result.summaries == 0 and msg["X-SalesFlow-Digest"] == "new"
-    assert msg["Subject"] == ("[SalesFlow] Corner shop: 8 new alerts, 36.00 EUR at stake (8 low) - stock")
+    assert msg["Subject"].strip() == ("[SalesFlow] Corner shop: 8 new alerts, 36.00 EUR at stake (8 low) - stock")
     html = html_of(msg)
     assert html.count('class="amount"') == 5
     assert "And 3 more" in html and "and 3 more" in text_of(msg)
