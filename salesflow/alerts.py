@@ -54,7 +54,8 @@ One e-mail per recipient list (HTML and text, ``salesflow.email_render``): a sum
 alert was ever sent), or one with more than ``SUMMARY_FACTOR`` x N new alerts at once (a
 backfill, a new shop), is a *current state* summary instead: counts by kind and severity, the
 top N, the full list attached, without announcing every product. Later digests carry the new
-episodes only, as every alert is sent once.
+episodes only, as every alert is sent once. New alerts with nothing at stake (``info``) alone
+do not make an e-mail: they stay pending and go out with the next digest.
 
 The ledger
 ----------
@@ -920,6 +921,7 @@ class AlertRunResult:
     deliveries: list[Delivery] = field(default_factory=list)
     pending_left: int = 0
     summaries: int = 0  # digests sent as a current-state summary
+    held: int = 0  # info alerts left pending for the next digest
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -928,6 +930,7 @@ class AlertRunResult:
             "alerts_without_recipients": len(self.unaddressed),
             "alerts_sent": len(self.sent_keys), "messages_sent": len(self.deliveries),
             "alerts_pending": self.pending_left, "summary_digests": self.summaries,
+            "info_alerts_held": self.held,
             "transport": ", ".join(sorted({d.transport for d in self.deliveries})) or "none",
         }
 
@@ -975,6 +978,10 @@ def send_pending(con: duckdb.DuckDBPyConnection, mailer: Mailer, *, shop_name: s
     reorder = _reorder_attachment(con, as_of, currency, shop_name) if groups else None
     for recipients, alerts in groups.items():
         summary = first or len(alerts) > SUMMARY_FACTOR * top_n
+        if not summary and all(a.severity == "info" for a in alerts):
+            # nothing at stake is no reason for an e-mail: they wait for the next digest
+            result.held += len(alerts)
+            continue
         files = [reorder] if reorder is not None and any(a.kind == "stock" for a in alerts) else []
         msg = digest_message(alerts, sender=mailer.sender, recipients=recipients,
                              shop_name=shop_name,

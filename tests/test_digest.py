@@ -366,3 +366,19 @@ def test_the_reorder_list_is_attached_when_it_has_rows(shop, tmp_path):
     run_alerts(shop.con, AS_OF, outbox_mailer(tmp_path), TO, shop_name=SHOP, currency="EUR")
     names = list(parsed_attachments(sent_messages(tmp_path)[-1]))
     assert any(n.startswith("reorder") for n in names), names
+
+
+def test_alerts_with_nothing_at_stake_wait_for_the_next_digest(shop, tmp_path):
+    shop.finish()
+    mailer = first_run_sent(shop, tmp_path)
+    shop.product("C", "Old thing", "50.00", stock=0, status="OUT_OF_STOCK", severity="critical",
+                 last_sale=day(120), avg_units="0")
+    held = run_alerts(shop.con, AS_OF, mailer, TO, shop_name=SHOP, currency="EUR", top_n=5)
+    assert held.recorded == [f"stock:C:OUT_OF_STOCK:{AS_OF}"] and held.held == 1
+    assert held.deliveries == [] and held.pending_left == 1 and len(sent_messages(tmp_path)) == 1
+    # a product with money at stake runs out: one digest carries both, the money first
+    many_out_of_stock(shop, 1, start=5)
+    result = run_alerts(shop.con, AS_OF, mailer, TO, shop_name=SHOP, currency="EUR", top_n=5)
+    assert sorted(result.sent_keys) == [f"stock:C:OUT_OF_STOCK:{AS_OF}", f"stock:P05:OUT_OF_STOCK:{AS_OF}"]
+    text = text_of(sent_messages(tmp_path)[-1])
+    assert text.index("Product 5") < text.index("Old thing") and result.pending_left == 0
