@@ -49,7 +49,7 @@ FIRST_ERRORS = 10
 # the attached error list is skipped above this size; the message says where the file is
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 ERROR_CHARS = 4000
-STATUS_WORDS = {"committed": "committed", "duplicate": "not imported (duplicate)",
+STATUS_WORDS = {"committed": "committed", "duplicate": "skipped (duplicate)",
                 "rejected": "rejected"}
 
 

@@ -212,7 +212,7 @@ def test_committed_and_duplicate_imports_say_what_happened(tmp_path):
                                       "not imported again",
                               moved_to=tmp_path / "rejected" / "20250701T080000Z_cdcdcdcd_products_1_.csv")
     dup = import_result_message(duplicate, sender=SENDER, recipients=[OPS], shop_name="Demo shop")
-    assert "not imported (duplicate)" in dup["Subject"]
+    assert dup["Subject"] == "[SalesFlow] Demo shop: import skipped (duplicate): products (1).csv"
     assert "identical to 'products.csv'" in _text(dup) and re.search(r"Rows committed:\s+0\n", _text(dup))
 
 

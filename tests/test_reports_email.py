@@ -163,3 +163,15 @@ def test_report_emails_read_on_a_phone_and_a_desktop(con, tmp_path, kind):
     assert [v.width for v in views] == [375, 1024]
     # tall enough to hold the cards, the chart and both lists, at each width
     assert all(v.png_path.stat().st_size > 20_000 for v in views)
+
+
+@pytest.mark.parametrize("first", ["salesflow.email_render", "salesflow.notices", "salesflow.reports"])
+def test_the_mail_modules_import_in_any_order(first):
+    """The report e-mail renders through email_render, which reads salesflow.reports.fmt: a
+    fresh process that imports either side first must not stop on a circular import."""
+    import subprocess
+    import sys
+
+    code = f"import {first}; from salesflow.reports import report_message; from salesflow.notices import notify_import"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
