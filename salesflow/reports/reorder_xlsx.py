@@ -162,7 +162,8 @@ def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]] | duckdb.DuckDBPyCo
         put(r, 0, label, "text")
         put(r, 1, f"{total.products} product{'s' if total.products != 1 else ''}", "text")
         put(r, qty_col, total.units, "int")
-        put(r, cost_col, total.cost, "money")
+        # blank, not 0.00, when no product of the total has a known cost
+        put(r, cost_col, total.cost if total.without_cost < total.products else None, "money")
         put(r, note_col, total.note(), "text")
         for j in range(len(columns)):
             cell = ws.cell(row=r, column=j + 1)
