@@ -33,15 +33,19 @@ What an alert is worth (``value``, in the shop's currency, with ``value_note``)
   (observed - expected) x the product's price. Multi-day events sum their days.
 
 Severity (``money_severity``) follows the money, measured against the shop's average daily
-revenue over the last ``DAY_REVENUE_DAYS`` (28) days, and the product's share of the shop's
-revenue over ``SHARE_DAYS`` (90) days:
+revenue over the last ``DAY_REVENUE_DAYS`` (28) days, and whether the product is a *key
+product*: one of the best sellers that together make the first ``KEY_PRODUCTS_SHARE`` (50%)
+of the shop's revenue over ``SHARE_DAYS`` (90) days (its "A" products):
 
 * ``critical``: |value| >= ``CRITICAL_DAY_SHARE`` (50%) of a day's revenue, or >=
-  ``HIGH_DAY_SHARE`` (20%) for a key product (share >= ``KEY_PRODUCT_SHARE``, 5%);
-* ``high``: |value| >= ``HIGH_DAY_SHARE`` (20%), or any money at stake on a key product;
-* ``medium``: |value| >= ``MEDIUM_DAY_SHARE`` (5%);
+  ``HIGH_DAY_SHARE`` (20%) on a key product;
+* ``high``: |value| >= ``HIGH_DAY_SHARE`` (20%), or >= ``MEDIUM_DAY_SHARE`` (5%) on a key
+  product;
+* ``medium``: |value| >= ``MEDIUM_DAY_SHARE`` (5%), or any money at stake on a key product;
 * ``low``: any other money at stake; ``info``: nothing at stake (the stock covers the lead
   time, or no sale in 90 days).
+
+The shop's own figure (``TOTAL``) is measured by the money alone.
 
 Alerts are ranked by |value|, largest first (severity, then key, break ties).
 
@@ -133,7 +137,7 @@ SHARE_DAYS = 90
 CRITICAL_DAY_SHARE = Decimal("0.50")
 HIGH_DAY_SHARE = Decimal("0.20")
 MEDIUM_DAY_SHARE = Decimal("0.05")
-KEY_PRODUCT_SHARE = Decimal("0.05")
+KEY_PRODUCTS_SHARE = Decimal("0.50")
 CENT = Decimal("0.01")
 
 
@@ -186,6 +190,7 @@ class ProductFacts:
     share: Decimal  # of the shop's revenue over SHARE_DAYS, 0..1
     last_sale: date | None
     category: str | None = None
+    key: bool = False  # among the best sellers making KEY_PRODUCTS_SHARE of the revenue
 
 
 @dataclass(frozen=True)
@@ -237,27 +242,30 @@ def money_context(con: duckdb.DuckDBPyConnection, as_of: date, *,
         rows = con.execute(_PRODUCT_FACTS_SQL, {
             "as_of": as_of, "from_share": as_of - timedelta(days=SHARE_DAYS - 1)}).fetchall()
         shop = sum((Decimal(r[4]) for r in rows), Decimal(0))
-        for sku, name, price, cost, revenue, last, category in rows:
+        before = Decimal(0)  # the share of the better sellers
+        for sku, name, price, cost, revenue, last, category in sorted(
+                rows, key=lambda r: (-Decimal(r[4]), r[0])):
             share = Decimal(revenue) / shop if shop > 0 else Decimal(0)
-            products[sku] = ProductFacts(name, _dec(price), _dec(cost), share, last, category)
+            key = share > 0 and before < KEY_PRODUCTS_SHARE
+            before += share
+            products[sku] = ProductFacts(name, _dec(price), _dec(cost), share, last, category, key)
     return MoneyContext(as_of, day_revenue, products, lead_time_days)
 
 
-def money_severity(value: Decimal | None, day_revenue: Decimal, share: Decimal | None = None) -> str:
-    """The severity of ``value`` at stake for a shop selling ``day_revenue`` a day, on a product
-    with ``share`` of the shop's revenue (None: not a product). See the module docstring."""
+def money_severity(value: Decimal | None, day_revenue: Decimal, key: bool = False) -> str:
+    """The severity of ``value`` at stake for a shop selling ``day_revenue`` a day, on a key
+    product or not. See the module docstring."""
     if value is None:
         return "low"
     v = abs(value)
     if v == 0:
         return "info"
-    key = share is not None and share >= KEY_PRODUCT_SHARE
     ratio = v / day_revenue if day_revenue > 0 else Decimal("Infinity")
     if ratio >= CRITICAL_DAY_SHARE or (key and ratio >= HIGH_DAY_SHARE):
         return "critical"
-    if ratio >= HIGH_DAY_SHARE or key:
+    if ratio >= HIGH_DAY_SHARE or (key and ratio >= MEDIUM_DAY_SHARE):
         return "high"
-    if ratio >= MEDIUM_DAY_SHARE:
+    if ratio >= MEDIUM_DAY_SHARE or key:
         return "medium"
     return "low"
 
@@ -436,7 +444,7 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
                               f"({_units(abs(gap))} x {_money(facts.price, currency)})")
         else:
             value, value_note = None, "no price known"
-        severity = money_severity(value, money.day_revenue, None if total else facts.share)
+        severity = money_severity(value, money.day_revenue, not total and facts.key)
         statement, since = _anomaly_statement(con, as_of, series, ds, str(kind), direction,
                                               observed, expected, lower, upper, note, currency)
         end = _event_span(note)[1] if kind in MULTI_DAY_KINDS else None
@@ -450,7 +458,8 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
                      "lower": lower, "upper": upper, "score": score, "anomaly_kind": kind,
                      "effect_severity": effect, "statement": statement, "since": since,
                      "explanation": explanation,
-                     "share_pct": None if total else float(round(facts.share * 100, 2))}))
+                     "share_pct": None if total else float(round(facts.share * 100, 2)),
+                     "key_product": not total and facts.key}))
     return out
 
 
@@ -574,7 +583,7 @@ def stock_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
                            f"{d.lead_time_days}-day lead time, {covered}.")
             if d.stockout_date and have > 0:
                 statement += f" Projected to run out on {_day(d.stockout_date)}."
-            severity = money_severity(value, money.day_revenue, facts.share)
+            severity = money_severity(value, money.day_revenue, facts.key)
         label = f"{name} ({sku})"
         title = f"{label}: {statement}"
         out.append(Alert(
@@ -588,7 +597,8 @@ def stock_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
                      "lead_time_days": d.lead_time_days, "basis": d.basis,
                      "margin_at_risk": None if margin is None else str(margin),
                      "statement": statement,
-                     "share_pct": float(round(facts.share * 100, 2))}))
+                     "share_pct": float(round(facts.share * 100, 2)),
+                     "key_product": facts.key}))
     return out
 
 
@@ -729,7 +739,8 @@ def _card(a: PendingAlert, rank: int, currency: str) -> dict[str, Any]:
     else:
         facts.append(str(p.get("since") or p.get("ds") or ""))
     if p.get("share_pct"):
-        facts.append(f"{float(p['share_pct']):.1f}% of revenue (90 days)")
+        facts.append(f"{float(p['share_pct']):.1f}% of revenue (90 days)"
+                     + (", a best seller" if p.get("key_product") else ""))
     return {
         "rank": rank, "kind": a.kind, "kind_label": KIND_LABELS.get(a.kind, a.kind),
         "severity": a.severity, "tone": ("critical" if a.severity == "critical" else
@@ -765,7 +776,8 @@ def alerts_workbook(alerts: Sequence[PendingAlert], currency: str) -> bytes:
         row = ws.max_row + 1
         ws.cell(row, 1, i)
         for col, text in ((2, a.kind), (3, a.severity), (4, str(p.get("label") or a.key)),
-                          (6, p.get("value_note") or ""), (7, str(p.get("since") or "")),
+                          (6, p.get("value_note") or ""),
+                          (7, str((p.get("ds") if a.kind == "anomaly" else p.get("since")) or "")),
                           (8, " ".join(d for d in details if d))):
             set_text(ws.cell(row, col), str(text))
         value = ws.cell(row, 5, None if a.value is None else float(a.value))
@@ -824,7 +836,8 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
                "observed": a.payload.get("observed"), "expected": a.payload.get("expected"),
                "lower": a.payload.get("lower"), "upper": a.payload.get("upper"),
                "severity": a.severity} for a in top if a.kind == "anomaly"
-              and a.payload.get("anomaly_kind") != "stock_drop"]
+              # a band says something about a day; a stock-out sits at 0% whatever it cost
+              and a.payload.get("anomaly_kind") not in (*MULTI_DAY_KINDS, "stock_drop")]
     chart = anomaly_chart_png(points) if points else None
     context = {
         "title": title, "subtitle": shop_name, "shop_name": shop_name, "summary": summary,

@@ -35,8 +35,8 @@ def day(n: int) -> date:
 
 class Shop:
     """A warehouse written straight into the tables the alerts read. The shop sells 1,000.00 a
-    day for the last 28 days (the yardstick of severity); ``Z-BIG`` makes up what the others
-    do not sell, so each product's share is its day revenue / 1,000."""
+    day for the last 28 days (the yardstick of severity); twenty ``Z`` products share what the
+    others do not sell, so each product's share is its day revenue / 1,000."""
 
     def __init__(self, path):
         self.con = duckdb.connect(str(path))
@@ -73,8 +73,9 @@ class Shop:
     def finish(self):
         """The shop's days (1,000.00 each) and the big seller that fills them."""
         others = sum((r for _, r in self.product_day.values()), D(0))
-        self.con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, 'Z-BIG', 10, 10, ?)",
-                             [(day(k), D(1000) - others) for k in range(28)])
+        self.con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, 10, 10, ?)",
+                             [(day(k), f"Z{z:02d}", (D(1000) - others) / 20)
+                              for k in range(28) for z in range(20)])
         self.con.executemany(
             "INSERT INTO marts.daily_sales VALUES (?, 100, 100, 1000.00, 0, 0, 0, 0)",
             [(day(k),) for k in range(28)])
@@ -164,6 +165,8 @@ def a_ranked_shop(shop: Shop) -> Shop:
     shop.anomaly("E", day(3), 30.0, 6.0, 2.0, 10.0, "up", kind="spike", severity="medium")
     # the shop: 400.00 where 1,000.00 were expected two days ago: -600.00
     shop.anomaly("TOTAL", day(2), 400.0, 1000.0, 800.0, 1200.0, "down")
+    # the twenty Z products then sell (1,000 - 154) / 20 = 42.30 a day each: A (100.00 a day)
+    # is the best seller, the only product of the others among the first 50% of revenue
     return shop.finish()
 
 
@@ -182,9 +185,10 @@ def test_each_alert_is_worth_its_hand_computed_money_and_ranks_by_it(shop):
     assert "28-day average" in by["D"].details["basis"]
     assert by["TOTAL"].value_note == "revenue below expected"
     assert by["E"].value_note.startswith("revenue above expected")
-    # severity follows the money against a day's revenue (1,000.00) and the product's share:
-    # 600 = 60% critical; A 300 = 30% on a key product (10% of revenue) critical; B 18% medium;
+    # severity follows the money against a day's revenue (1,000.00) and the best sellers:
+    # 600 = 60% critical; A 300 = 30% on a key product critical; B 18% medium;
     # E 12% medium; D 2.6% low; C nothing at stake
+    assert by["A"].details["key_product"] and not by["B"].details["key_product"]
     assert {k: a.severity for k, a in by.items()} == {
         "TOTAL": "critical", "A": "critical", "B": "medium", "E": "medium", "D": "low", "C": "info"}
 
@@ -206,8 +210,10 @@ def test_money_severity_thresholds():
     day_revenue = D(1000)
     assert money_severity(D("500"), day_revenue) == "critical"
     assert money_severity(D("-499.99"), day_revenue) == "high"
-    assert money_severity(D("200"), day_revenue, D("0.05")) == "critical"  # a key product
-    assert money_severity(D("10"), day_revenue, D("0.05")) == "high"
+    assert money_severity(D("200"), day_revenue, key=True) == "critical"
+    assert money_severity(D("199.99"), day_revenue) == "medium"
+    assert money_severity(D("50"), day_revenue, key=True) == "high"
+    assert money_severity(D("1"), day_revenue, key=True) == "medium"
     assert money_severity(D("50"), day_revenue) == "medium"
     assert money_severity(D("49.99"), day_revenue) == "low"
     assert money_severity(D("0"), day_revenue) == "info"
