@@ -16,7 +16,7 @@ from pydantic import Field
 
 from pipelines.partitions import SHOP
 from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource
-from salesflow.errors import CoreAuthError, CoreDataError
+from salesflow.errors import CoreAuthError, CoreDataError, MailConfigError
 from salesflow.imports.pipeline import (
     MODES, ImportOutcome, ImportSettings, InboxLayout, copy_into_inbox, process_file, safe_name,
 )
@@ -113,11 +113,15 @@ def _notify(context, outcome: ImportOutcome, warehouse: WarehouseResource,
     """Tell the import recipients how the import ended (once per import). A mail failure
     leaves the notice queued for the next import run; the import itself is done."""
     try:
+        try:
+            transport = mailer.mailer(folders.path("exports", "outbox"))
+        except MailConfigError as exc:  # queued all the same; sent once the settings are fixed
+            context.log.warning(f"mail settings: {exc}")
+            transport = None
         with warehouse.get_connection() as con:
-            result = notify_import(
-                con, mailer.mailer(folders.path("exports", "outbox")), outcome,
-                import_recipients(mailer.recipients()), shop_name=SHOP.shop_name)
-    except Exception as exc:  # noqa: BLE001 - the import is committed; the notice waits
+            result = notify_import(con, transport, outcome, import_recipients(mailer.recipients()),
+                                   shop_name=SHOP.shop_name)
+    except Exception as exc:  # noqa: BLE001 - the import is done; its notice must not undo it
         context.log.warning(f"import notice of {outcome.file} not sent: {type(exc).__name__}: {exc}")
         return f"not sent: {type(exc).__name__}"
     (context.log.warning if result.error else context.log.info)(result.describe())
