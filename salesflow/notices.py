@@ -84,6 +84,13 @@ def import_notice_key(outcome) -> str | None:
     return f"import:{outcome.status}:{Path(outcome.moved_to).name}"
 
 
+def _kind_label(name: str | None) -> str:
+    from salesflow.imports.kinds import KINDS
+
+    kind = KINDS.get(name or "")
+    return f"{kind.title} ({name})" if kind is not None else (name or "not recognised")
+
+
 def _rows_committed(outcome) -> int:
     if outcome.status != "committed":
         return 0
@@ -112,7 +119,7 @@ def import_context(outcome, *, shop_name: str, attached: str | None) -> dict[str
     """What the import-result templates show, from the import's outcome."""
     status = outcome.status
     committed = _rows_committed(outcome)
-    facts = [("File", outcome.file), ("Kind", outcome.kind or "unknown"),
+    facts = [("File", outcome.file), ("Kind", _kind_label(outcome.kind)),
              ("Outcome", STATUS_WORDS.get(status, status))]
     if outcome.rows_total is not None:
         facts.append(("Rows in the file", f"{outcome.rows_total:,}"))

@@ -214,6 +214,9 @@ def test_committed_and_duplicate_imports_say_what_happened(tmp_path):
     dup = import_result_message(duplicate, sender=SENDER, recipients=[OPS], shop_name="Demo shop")
     assert dup["Subject"] == "[SalesFlow] Demo shop: import skipped (duplicate): products (1).csv"
     assert "identical to 'products.csv'" in _text(dup) and re.search(r"Rows committed:\s+0\n", _text(dup))
+    for m in (msg, dup):
+        assert "Kind:                Products (products)" in _text(m)
+        assert not URL.search(_text(m) + _html(m))
 
 
 def _ledger(tmp_path: Path) -> duckdb.DuckDBPyConnection:
