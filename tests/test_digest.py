@@ -255,6 +255,8 @@ def test_the_first_run_sends_one_current_state_summary_not_every_product(shop, t
     listed = [line for line in text.splitlines() if "(P" in line and ": Out of stock" in line]
     assert [line.split("(")[1].split(")")[0] for line in listed] == ["P30", "P29", "P28", "P27", "P26"]
     assert "and 25 more" in text and "and 25 more" in html_of(msg).replace("<b>And", "<b>and")
+    for body in (text, html_of(msg)):  # the other 25 products are in the workbook only
+        assert "(P25)" not in body and "(P01)" not in body and "P01" not in body
     head, rows = workbook_rows(msg)
     assert head[:5] == ("rank", "kind", "severity", "what", "value (EUR)")
     assert len(rows) == 30 and [r[3] for r in rows[:2]] == ["Product 30 (P30)", "Product 29 (P29)"]
