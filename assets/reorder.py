@@ -26,13 +26,16 @@ class ReorderConfig(dg.Config):
     key=REORDER_SUGGESTIONS, group_name="marts", kinds={"duckdb"}, partitions_def=daily_partitions,
     deps=[STOCK_STATUS, SALES_FORECAST, PRODUCT_DAILY_SALES, RAW_INVENTORY], pool=WAREHOUSE_POOL,
     automation_condition=FOLLOW_UPSTREAM, backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec("rows_add_up", asset=REORDER_SUGGESTIONS, blocking=False,
+                                   description="One row per sku, no negative figure, order qty = "
+                                               "target - stock rounded up, order cost = qty x unit cost")],
     description="Per sku worth acting on: stock, forecast units over the lead time plus safety "
                 "stock, suggested order quantity, its cost where the unit cost is known, and the "
                 "projected stock-out date. Lead times per product (lead_times imports), per "
                 f"category (${reorder.CATEGORY_ENV}) or the default.",
 )
 def reorder_suggestions(context: dg.AssetExecutionContext, config: ReorderConfig,
-                        warehouse: WarehouseResource) -> dg.MaterializeResult:
+                        warehouse: WarehouseResource):
     start, end = partition_dates(context)
     default = StockConfig().lead_time_days if config.lead_time_days is None else config.lead_time_days
     try:
@@ -40,6 +43,7 @@ def reorder_suggestions(context: dg.AssetExecutionContext, config: ReorderConfig
     except ValueError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from None
     with warehouse.get_connection() as con:
+        reorder.ensure_reorder(con)
         days = [d for (d,) in con.execute(
             "SELECT DISTINCT as_of FROM marts.stock_status WHERE as_of BETWEEN ? AND ? ORDER BY 1",
             [start, end]).fetchall()]
@@ -50,11 +54,12 @@ def reorder_suggestions(context: dg.AssetExecutionContext, config: ReorderConfig
                            "target_units, suggested_qty, order_cost, stockout_date "
                            "FROM marts.reorder_suggestions WHERE as_of = ? "
                            "ORDER BY stockout_date NULLS LAST, order_cost DESC NULLS LAST, sku", [last])
+        broken = [dict(p, as_of=str(day)) for day in days for p in reorder.check_rows(con, day)]
         totals = con.execute("SELECT count(*), coalesce(sum(suggested_qty), 0), sum(order_cost), "
                              "count(*) FILTER (WHERE order_cost IS NULL) "
                              "FROM marts.reorder_suggestions WHERE as_of = ?", [last]).fetchone()
     result = built.get(last)
-    return dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(metadata={
         "range": f"{start}..{end}",
         "as_of": str(last) if last else "no stock figures in the range: the core keeps only "
                                         "today's stock, so past days have no reorder list",
@@ -69,6 +74,9 @@ def reorder_suggestions(context: dg.AssetExecutionContext, config: ReorderConfig
         "category_lead_times": dg.MetadataValue.json(by_category),
         "preview": preview,
     })
+    yield dg.AssetCheckResult(check_name="rows_add_up", passed=not broken,
+                              severity=dg.AssetCheckSeverity.WARN,
+                              metadata={"rows": dg.MetadataValue.json(broken[:10])})
 
 
 reorder_assets = [reorder_suggestions]

@@ -324,3 +324,27 @@ def load_rows(con: duckdb.DuckDBPyConnection, as_of: date) -> list[dict]:
             ORDER BY category = '{UNCATEGORIZED}', category, stockout_date NULLS LAST,
                      order_cost DESC NULLS LAST, sku""", [as_of])
     return [dict(zip(COLUMNS, row)) for row in cur.fetchall()]
+
+
+def check_rows(con: duckdb.DuckDBPyConnection, as_of: date) -> list[dict]:
+    """Rows of ``as_of`` that break the mart's rules, with the reason (at most 10): a sku
+    listed twice, a negative figure, an order quantity that is not ``max(0, ceil(target -
+    stock))`` or an order cost that is not quantity × unit cost."""
+    if not has_table(con, "marts", "reorder_suggestions"):
+        return []
+    rows = con.execute(
+        """SELECT sku, reason FROM (
+               SELECT sku, 'listed ' || count(*) || ' times' AS reason
+               FROM marts.reorder_suggestions WHERE as_of = $as_of GROUP BY sku HAVING count(*) > 1
+               UNION ALL
+               SELECT sku, CASE
+                   WHEN least(demand_units, safety_units, suggested_qty, coalesce(unit_cost, 0),
+                              coalesce(order_cost, 0)) < 0 THEN 'a negative figure'
+                   WHEN suggested_qty <> greatest(0, ceil(target_units - stock_quantity))
+                       THEN 'order qty is not target - stock rounded up'
+                   WHEN (unit_cost IS NULL) <> (order_cost IS NULL)
+                        OR order_cost <> suggested_qty * unit_cost
+                       THEN 'order cost is not order qty x unit cost' END
+               FROM marts.reorder_suggestions WHERE as_of = $as_of)
+           WHERE reason IS NOT NULL ORDER BY sku, reason LIMIT 10""", {"as_of": as_of}).fetchall()
+    return [{"sku": sku, "reason": reason} for sku, reason in rows]

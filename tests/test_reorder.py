@@ -177,6 +177,22 @@ def test_rebuilding_a_day_replaces_its_rows(con):
     assert build(con, default=7) == {}
 
 
+def test_the_check_names_rows_that_do_not_add_up(con):
+    for sku in ("A", "B", "C"):
+        stock(con, sku, 1)
+        inventory(con, sku, "Bakery", D("2.00"))
+        flat_forecast(con, sku, 1.0, 1.0)
+    build(con, default=7)
+    assert reorder.check_rows(con, AS_OF) == []
+    con.execute("UPDATE marts.reorder_suggestions SET suggested_qty = 7 WHERE sku = 'A'")
+    con.execute("UPDATE marts.reorder_suggestions SET order_cost = 1.00 WHERE sku = 'B'")
+    con.execute("INSERT INTO marts.reorder_suggestions SELECT * FROM marts.reorder_suggestions WHERE sku = 'C'")
+    assert reorder.check_rows(con, AS_OF) == [  # the first rule a row breaks
+        {"sku": "A", "reason": "order qty is not target - stock rounded up"},
+        {"sku": "B", "reason": "order cost is not order qty x unit cost"},
+        {"sku": "C", "reason": "listed 2 times"}]
+
+
 # -- the asset -----------------------------------------------------------------------------
 def _materialize(path, monkeypatch, env_value=None):
     from assets.reorder import reorder_suggestions
@@ -201,6 +217,7 @@ def test_the_asset_writes_the_day_takes_the_stock_marts_default_and_refuses_a_ba
     assert result.success
     meta = result.asset_materializations_for_node("marts__reorder_suggestions")[0].metadata
     assert meta["dagster/row_count"].value == 1 and meta["default_lead_time_days"].value == 7
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
     again = _materialize(path, monkeypatch, "Bakery=3")
     assert again.success
     con = duckdb.connect(str(path), read_only=True)
