@@ -272,6 +272,10 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
                         "WHERE message_id = ?", [message_id])
             continue
         msg = message_from_bytes(bytes(raw), policy=email_policy.default)
+        for name in ("Subject", "To", "From"):
+            # a header folded right after its name parses with a leading space
+            if msg[name] is not None and str(msg[name]) != str(msg[name]).strip():
+                msg.replace_header(name, str(msg[name]).strip())
         con.execute("UPDATE ops.alert_deliveries SET status = 'sending', transport = ?, "
                     "error = NULL WHERE message_id = ?", [mailer.transport, message_id])
         try:

@@ -98,7 +98,8 @@ def test_each_import_result_is_mailed_once_across_sensor_ticks_and_reruns(env):
     assert len(mails) == 2
     by_subject = {("rejected" if "rejected" in m["Subject"] else "committed"): m for m in mails}
     good, bad = by_subject["committed"], by_subject["rejected"]
-    assert good["To"] == OPS and "stock_counts_june.csv" in good["Subject"]
+    assert good["To"] == OPS and good["Subject"].strip() == "[SalesFlow] SalesFlow shop: import committed: stock_counts_june.csv (1 row)"
+    assert "subject=unsubscribe%3A%20%5BSalesFlow%5D%20SalesFlow" in good["List-Unsubscribe"]
     assert re.search(r"Rows committed:\s+1\n", _text(good))
     assert "stock_counts_bad.csv" in bad["Subject"]
     # the rejection names the row and the column, in both parts
