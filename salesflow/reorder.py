@@ -240,22 +240,20 @@ def compute(con: duckdb.DuckDBPyConnection, as_of: date, *, default_lead_time_da
     items = con.execute(_ITEMS_SQL, {
         "as_of": as_of, "recent_start": as_of - timedelta(days=RECENT_DAYS - 1)}).fetchall()
     product = product_lead_times(con)
+    # per sku: its daily means and 95% upper bands in day order
     fc = con.execute(
-        """SELECT series_id, ds, yhat, yhat_hi_95, model FROM ml.sales_forecast
-           WHERE as_of = ? AND ds > ? ORDER BY series_id, ds""", [as_of, as_of]).df() \
-        if has_table(con, "ml", "sales_forecast") else pd.DataFrame()
+        """SELECT series_id, list(coalesce(yhat, 0) ORDER BY ds), list(yhat_hi_95 ORDER BY ds),
+                  arg_min(model, ds)
+           FROM ml.sales_forecast WHERE as_of = ? AND ds > ? GROUP BY series_id""",
+        [as_of, as_of]).fetchall() if has_table(con, "ml", "sales_forecast") else []
     coverage = dict(con.execute(
         "SELECT series_id, status FROM ml.forecast_coverage WHERE as_of = ?", [as_of]).fetchall()) \
         if has_table(con, "ml", "forecast_coverage") else {}
     paths: dict[str, tuple[list[float], list[float], str]] = {}
-    horizon = DEFAULT_HORIZON_DAYS
-    if len(fc):
-        horizon = int(fc.groupby("series_id")["ds"].count().max())
-        for sku, g in fc.groupby("series_id", sort=False):
-            yhat = g["yhat"].astype(float).fillna(0.0).tolist()
-            hi = g["yhat_hi_95"].astype(float).tolist()
-            sig = [max(0.0, h - m) / BAND_Z_95 if h == h else 0.0 for h, m in zip(hi, yhat)]
-            paths[str(sku)] = (yhat, sig, str(g["model"].iloc[0]))
+    for sku, yhat, hi, model in fc:
+        sig = [0.0 if h is None or h != h else max(0.0, h - m) / BAND_Z_95 for h, m in zip(hi, yhat)]
+        paths[str(sku)] = (yhat, sig, str(model))
+    horizon = max((len(p[0]) for p in paths.values()), default=DEFAULT_HORIZON_DAYS)
     out = []
     for sku, name, stock, category, unit_cost, recent_units in items:
         lead, source = lead_time_for(sku, category, product=product, by_category=by_category,
