@@ -51,7 +51,8 @@ def reorder_suggestions(context: dg.AssetExecutionContext, config: ReorderConfig
                                             category_lead_times=by_category) for day in days}
         last = days[-1] if days else None
         preview = _md(con, "SELECT sku, product_name, category, stock_quantity, lead_time_days, basis, "
-                           "target_units, suggested_qty, order_cost, stockout_date "
+                           "target_units, suggested_qty, CAST(order_cost AS VARCHAR) AS order_cost, "
+                           "CAST(stockout_date AS VARCHAR) AS stockout_date "
                            "FROM marts.reorder_suggestions WHERE as_of = ? "
                            "ORDER BY stockout_date NULLS LAST, order_cost DESC NULLS LAST, sku", [last])
         broken = [dict(p, as_of=str(day)) for day in days for p in reorder.check_rows(con, day)]
