@@ -18,8 +18,11 @@ One row per catalogue sku worth acting on, for an as-of day with stock figures
   95% band, ``(yhat_hi_95 - yhat) / 1.96``: the upper side is what runs a shelf empty, and the
   day counts are right-skewed, so the lower side would understate it. Days are taken as
   independent. For the recent-average basis (no band) a day's units are taken as Poisson:
-  sigma² = the mean. Sku bands are whole units, so for very slow sellers this rounds the
-  spread up: their safety is a unit or two.
+  sigma² = the mean. Sku bands are whole units, which rounds the spread of slow sellers up: a
+  product expected to sell almost nothing with a band up to 2 units a day gets a safety of
+  about 4 units over a week. A series with rare large purchases has a wide band, and its
+  safety can exceed its demand (the demo shop's iced tea: 315 units forecast over a week, a
+  safety of 450).
 * **Suggested quantity** = ``max(0, ceil(target_units - stock))`` whole units, where
   ``target_units = demand_units + safety_units`` (each rounded to 2 decimals first, so the row
   adds up as printed).
