@@ -105,6 +105,7 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 import openpyxl
+import pandas as pd
 from openpyxl.styles import Font
 
 from salesflow.anomalies import MULTI_DAY_KINDS
@@ -118,7 +119,7 @@ from salesflow.reports.excel import set_text
 from salesflow.reports.files import report_message
 from salesflow.reports.fmt import fmt_value
 from salesflow.settings import ShopSettings
-from salesflow.warehouse import OPS_DDL, has_table, transaction
+from salesflow.warehouse import OPS_DDL, has_table, registered, transaction
 
 ALERT_DDL = {name: OPS_DDL[name] for name in ("ops.alert_deliveries",)}
 ANOMALY_LOOKBACK_DAYS = 7
@@ -622,22 +623,34 @@ def record_pending(con: duckdb.DuckDBPyConnection, alerts: Iterable[Alert],
     ensure_alert_tables(con)
     now = now or utcnow()
     out = {"recorded": [], "known": [], "unaddressed": []}
+    alerts = list(alerts)
+    keys = [a.key for a in alerts]
     with transaction(con):
+        # one query for every key: a shop's first run can raise thousands
+        known = {k for (k,) in con.execute(
+            "SELECT alert_key FROM ops.alerts_pending WHERE alert_key IN "
+            "(SELECT unnest(CAST($k AS VARCHAR[]))) UNION SELECT alert_key FROM ops.alerts_sent "
+            "WHERE alert_key IN (SELECT unnest(CAST($k AS VARCHAR[])))",
+            {"k": keys}).fetchall()}
+        rows = []
         for alert in alerts:
-            known = con.execute(
-                "SELECT (SELECT count(*) FROM ops.alerts_pending WHERE alert_key = $k) + "
-                "(SELECT count(*) FROM ops.alerts_sent WHERE alert_key = $k)", {"k": alert.key}
-            ).fetchone()[0]
-            if known:
+            if alert.key in known:
                 out["known"].append(alert.key)
                 continue
             to = recipients.for_alert(alert.kind)
             if not to:
                 out["unaddressed"].append(alert.key)
                 continue
-            con.execute("INSERT INTO ops.alerts_pending VALUES (?, ?, ?, ?, ?, ?)",
-                        [alert.key, alert.kind, now, ", ".join(to), alert.title, alert.payload()])
+            rows.append((alert.key, alert.kind, now, ", ".join(to), alert.title, alert.payload()))
+            known.add(alert.key)
             out["recorded"].append(alert.key)
+        if rows:
+            frame = pd.DataFrame(rows, columns=["alert_key", "kind", "created_at", "recipients",
+                                               "subject", "payload"])
+            with registered(con, _new_alerts=frame):
+                con.execute("INSERT INTO ops.alerts_pending SELECT alert_key, kind, "
+                            "CAST(created_at AS TIMESTAMP), recipients, subject, payload "
+                            "FROM _new_alerts")
     return out
 
 
@@ -773,7 +786,7 @@ def alerts_workbook(alerts: Sequence[PendingAlert], currency: str) -> bytes:
             details.append(f"Basis: {p['basis']}.")
         if p.get("margin_at_risk") is not None:
             details.append(f"Gross margin at risk: {p['margin_at_risk']}.")
-        row = ws.max_row + 1
+        row = i + 1
         ws.cell(row, 1, i)
         for col, text in ((2, a.kind), (3, a.severity), (4, str(p.get("label") or a.key)),
                           (6, p.get("value_note") or ""),
@@ -785,7 +798,7 @@ def alerts_workbook(alerts: Sequence[PendingAlert], currency: str) -> bytes:
     for col, width in zip("ABCDEFGH", (6, 9, 9, 40, 14, 34, 24, 90)):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = "A2"
-    ws.auto_filter.ref = f"A1:H{ws.max_row}"
+    ws.auto_filter.ref = f"A1:H{len(alerts) + 1}"
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -862,13 +875,14 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
 # -- delivery with the ledger ----------------------------------------------------------------
 def _finish(con, message_id: str, keys: Sequence[str], recipients: str, subject: str,
             transport: str, now: datetime) -> None:
+    keys = list(dict.fromkeys(keys))
     with transaction(con):
-        for key in keys:
-            con.execute("DELETE FROM ops.alerts_pending WHERE alert_key = ?", [key])
-            if not con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?",
-                               [key]).fetchone()[0]:
-                con.execute("INSERT INTO ops.alerts_sent VALUES (?, ?, ?, ?)",
-                            [key, now, recipients, subject])
+        con.execute("DELETE FROM ops.alerts_pending WHERE alert_key IN (SELECT unnest(CAST($k AS VARCHAR[])))",
+                    {"k": keys})
+        con.execute("INSERT INTO ops.alerts_sent SELECT k, $now, $to, $subject "
+                    "FROM (SELECT unnest(CAST($k AS VARCHAR[])) AS k) n WHERE NOT EXISTS "
+                    "(SELECT 1 FROM ops.alerts_sent s WHERE s.alert_key = n.k)",
+                    {"k": keys, "now": now, "to": recipients, "subject": subject})
         con.execute("UPDATE ops.alert_deliveries SET status = 'sent', finished_at = ?, "
                     "transport = ?, message = NULL WHERE message_id = ?", [now, transport, message_id])
 
