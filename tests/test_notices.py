@@ -340,3 +340,33 @@ def test_the_stored_notice_payload_is_the_message_itself(tmp_path):
     [path] = (tmp_path / "outbox").glob("*.eml")
     assert {p.get_filename(): p.get_content() for p in _read(path).iter_attachments()} == {
         outcome.report.name: workbook}
+
+
+def test_the_run_failure_sensor_mails_the_html_notice_with_the_error_masked(tmp_path):
+    from sensors.run_failure import run_failure_email
+
+    @dg.op
+    def boom():
+        raise RuntimeError("core answered 500 for token=abc.def.ghi")
+
+    @dg.job
+    def failing_job():
+        boom()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_email", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=failure,
+            resources={"mailer": MailerResource(ops_recipients=OPS, sender=SENDER),
+                       "folders": FoldersResource(home=str(tmp_path))},
+        ).for_run_failure()
+        run_failure_email(context)
+    [msg] = _outbox(tmp_path)
+    assert msg["To"] == OPS and "failing_job" in msg["Subject"]
+    for part in (_text(msg), _html(msg)):
+        # what the step raised, not only which step failed, with the token masked
+        assert result.run_id in part and "boom: RuntimeError: core answered 500 for token=***" in part
+        assert "abc.def.ghi" not in part
+    assert_reads_on_phone(msg, tmp_path, "sensor-failure")
