@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.marts import DAILY_SALES, EXPENSES_MONTHLY, KPIS, PROFIT_MONTHLY, STOCK_STATUS, TOP_PRODUCTS
-from pipelines.automation import FOLLOW_UPSTREAM
+from pipelines.automation import FOLLOW_UPSTREAM, after_period_ends
 from pipelines.partitions import (
     SHOP,
     daily_partitions,
@@ -68,11 +68,21 @@ def daily_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return _write_and_send(context, "daily", warehouse, folders, mailer)
 
 
-def _periodic_report(kind: str, partitions: dg.TimeWindowPartitionsDefinition, covers: str):
+# The ticks at which a period has ended (midnight in the shop's timezone, like the
+# partitions): from then on the report waits for its last day's inputs and their checks.
+WEEKLY_REPORT_CRON = "0 0 * * 1"
+MONTHLY_REPORT_CRON = "0 0 1 * *"
+
+
+def _periodic_report(kind: str, partitions: dg.TimeWindowPartitionsDefinition, covers: str,
+                     cron: str):
     @dg.asset(
         key=dg.AssetKey(["reports", kind]), group_name="reports", kinds={"pdf", "excel"},
         partitions_def=partitions, deps=REPORT_INPUTS, pool=WAREHOUSE_POOL,
-        description=f"{covers} report as PDF and Excel under exports/reports/{kind}/<last day>/.",
+        automation_condition=after_period_ends(cron, SHOP.timezone),
+        description=f"{covers} report as PDF and Excel under exports/reports/{kind}/<last day>/, "
+                    "requested once the period has ended and its last day's inputs are in with "
+                    "their blocking checks passed.",
     )
     def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
@@ -81,8 +91,8 @@ def _periodic_report(kind: str, partitions: dg.TimeWindowPartitionsDefinition, c
     return report
 
 
-weekly_report = _periodic_report("weekly", weekly_partitions, "Monday..Sunday")
-monthly_report = _periodic_report("monthly", monthly_partitions, "Calendar-month")
+weekly_report = _periodic_report("weekly", weekly_partitions, "Monday..Sunday", WEEKLY_REPORT_CRON)
+monthly_report = _periodic_report("monthly", monthly_partitions, "Calendar-month", MONTHLY_REPORT_CRON)
 
 
 @dg.asset(
@@ -111,13 +121,8 @@ def alert_digest(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 report_assets = [daily_report, weekly_report, monthly_report, alert_digest]
 
+# run by the headless runner after the daily job, and by hand from the UI
 weekly_report_job = dg.define_asset_job("weekly_report_job", selection=[weekly_report],
                                         partitions_def=weekly_partitions)
 monthly_report_job = dg.define_asset_job("monthly_report_job", selection=[monthly_report],
                                          partitions_def=monthly_partitions)
-weekly_report_schedule = dg.build_schedule_from_partitioned_job(
-    weekly_report_job, name="weekly_report_schedule", hour_of_day=7, minute_of_hour=0,
-    default_status=dg.DefaultScheduleStatus.RUNNING)
-monthly_report_schedule = dg.build_schedule_from_partitioned_job(
-    monthly_report_job, name="monthly_report_schedule", hour_of_day=7, minute_of_hour=30,
-    default_status=dg.DefaultScheduleStatus.RUNNING)

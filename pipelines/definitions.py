@@ -6,13 +6,7 @@ from assets.extract import extract_assets
 from assets.marts import mart_assets
 from assets.ml import ml_assets
 from assets.reorder import reorder_assets
-from assets.reports import (
-    monthly_report_job,
-    monthly_report_schedule,
-    report_assets,
-    weekly_report_job,
-    weekly_report_schedule,
-)
+from assets.reports import monthly_report_job, report_assets, weekly_report_job
 from pipelines.automation import automation_sensor
 from pipelines.freshness import freshness_checks, freshness_sensor
 from pipelines.imports_job import import_jobs
@@ -56,7 +50,7 @@ defs = dg.Definitions(
     assets=[*extract_assets, *mart_assets, *ml_assets, *reorder_assets, *report_assets],
     asset_checks=freshness_checks,
     jobs=[daily_job, extract_job, weekly_report_job, monthly_report_job, *import_jobs],
-    schedules=[daily_schedule, weekly_report_schedule, monthly_report_schedule],
+    schedules=[daily_schedule],
     sensors=[automation_sensor, freshness_sensor, run_failure_email, *inbox_sensors],
     resources=resources,
 )
