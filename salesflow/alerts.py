@@ -702,7 +702,7 @@ def _severity_counts(alerts: Sequence[PendingAlert]) -> str:
     counts: OrderedDict[str, int] = OrderedDict()
     for a in sorted(alerts, key=lambda a: severity_rank(a.severity)):
         counts[a.severity] = counts.get(a.severity, 0) + 1
-    return ", ".join(f"{n} {sev}" for sev, n in counts.items())
+    return ", ".join(f"{n:,} {sev}" for sev, n in counts.items())
 
 
 def rank_pending(alerts: Iterable[PendingAlert]) -> list[PendingAlert]:
@@ -829,12 +829,12 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
     what = " and ".join({"anomaly": "sales anomalies", "stock": "stock"}.get(k, k)
                         for k in sorted({a.kind for a in ordered}, key=lambda k: k != "stock"))
     if summary:
-        subject = (f"[SalesFlow] {shop_name}: current state, {n} open alert{plural}, {at_risk} at "
+        subject = (f"[SalesFlow] {shop_name}: current state, {n:,} open alert{plural}, {at_risk} at "
                    f"stake ({counts}) - {what}")
-        title = f"{n} open alert{plural}: the current state"
+        title = f"{n:,} open alert{plural}: the current state"
     else:
-        subject = f"[SalesFlow] {shop_name}: {n} new alert{plural}, {at_risk} at stake ({counts}) - {what}"
-        title = f"{n} new alert{plural}"
+        subject = f"[SalesFlow] {shop_name}: {n:,} new alert{plural}, {at_risk} at stake ({counts}) - {what}"
+        title = f"{n:,} new alert{plural}"
     day = f" on {as_of:%a %d %b %Y}" if as_of else ""
     lead = (f"{at_risk} at stake{day}"
             + (f", {fmt_value(stakes.above, 'money', currency)} of sales above expected"
@@ -856,7 +856,7 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
         "title": title, "subtitle": shop_name, "shop_name": shop_name, "summary": summary,
         "preheader": lead, "lead": lead, "n": n, "more": more, "top_n": len(top),
         "cards": [_card(a, i, currency) for i, a in enumerate(top, start=1)],
-        "by_kind": [{"kind": KIND_LABELS.get(k, k), "counts": ", ".join(f"{c} {s}" for s, c in v.items()),
+        "by_kind": [{"kind": KIND_LABELS.get(k, k), "counts": ", ".join(f"{c:,} {s}" for s, c in v.items()),
                      "n": sum(v.values())} for k, v in by_kind.items()],
         "full_list": full_list, "other_files": [f.filename for f in files if f.filename != full_list],
         "chart": bool(chart), "unsubscribe": unsubscribe,
