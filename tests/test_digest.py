@@ -390,3 +390,22 @@ def test_alerts_with_nothing_at_stake_wait_for_the_next_digest(shop, tmp_path):
     assert sorted(result.sent_keys) == [f"stock:C:OUT_OF_STOCK:{AS_OF}", f"stock:P05:OUT_OF_STOCK:{AS_OF}"]
     text = text_of(sent_messages(tmp_path)[-1])
     assert text.index("Product 5") < text.index("Old thing") and result.pending_left == 0
+
+
+def test_a_stock_drop_and_a_shop_outage_are_worth_their_money(shop):
+    shop.product("K", "Kettle", "25.00", sells=(1, "25"), stock=10, threshold=2)
+    # 10 units counted where 14 were expected: 4 units lost at 25.00
+    shop.anomaly("K", day(1), 10.0, 14.0, 12.0, None, "down", kind="stock_drop")
+    # the shop sold nothing for two open days (Mon 23 and Tue 24 June), then sold again
+    note = "No sales at all in the shop for 2 open days so far (since Mon 23 Jun 2025, last Tue 24 Jun 2025)"
+    shop.anomaly("TOTAL", date(2025, 6, 23), 0.0, 2000.0, 200.0, 4000.0, "down", kind="outage", note=note)
+    shop.finish()
+    found = {a.details["series_id"]: a for a in build_alerts(shop.con, AS_OF, currency="EUR")}
+    drop, outage = found["K"], found["TOTAL"]
+    assert drop.value == D("-100.00") and drop.value_note.startswith("stock lost")
+    assert "4 units went missing without a sale" in drop.details["statement"]
+    assert outage.value == D("-2000.00") and outage.severity == "critical"
+    assert outage.details["statement"] == (
+        "No sales at all in the shop for 2 open days, Mon 23 Jun 2025 to Tue 24 Jun 2025, where "
+        "2,000.00 EUR was expected; selling again since Wed 25 Jun 2025.")
+    assert [a.details["series_id"] for a in build_alerts(shop.con, AS_OF)] == ["TOTAL", "K"]
