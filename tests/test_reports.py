@@ -307,6 +307,9 @@ def test_every_kind_writes_a_pdf_whose_pages_are_not_blank(con, tmp_path):
 
 
 BIG_CATALOGUE = 4000
+# as long as the notes the anomaly scoring writes
+LONG_NOTE = ("No sales of BIG-%05d for 14 open days so far (since Tue 17 Jun 2025, last Mon 30 Jun "
+             "2025), where 37.9 units were expected (about 2.7 units a day): out of stock or delisted?")
 
 
 def grow_catalogue(con, n: int = BIG_CATALOGUE, anomalies: int = 1500) -> int:
@@ -327,7 +330,7 @@ def grow_catalogue(con, n: int = BIG_CATALOGUE, anomalies: int = 1500) -> int:
                    SELECT 100000 + i, printf('BIG-%05d', i), 'x', CASE WHEN i = 2997 THEN 900 ELSE 3 END, 0, 5
                    FROM range(1, ? + 1) t(i)""", [n])
     add_anomalies(con, [(AS_OF, f"BIG-{i:05d}", AS_OF - timedelta(days=i % 7), 10.0 + i, 5.0, 2.0, 8.0,
-                         3.0 + i / 1000, "up", ("high", "medium", "low")[i % 3], "spike", f"note {i}")
+                         3.0 + i / 1000, "up", ("high", "medium", "low")[i % 3], "spike", LONG_NOTE % i)
                         for i in range(1, anomalies + 1)])
     return con.execute("SELECT count(*) FROM marts.stock_status WHERE as_of = ? AND status <> 'OK'",
                        [AS_OF]).fetchone()[0]

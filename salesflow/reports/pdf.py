@@ -305,25 +305,20 @@ def _section(title: str, st) -> list:
     return [CondPageBreak(60 * mm), Paragraph(escape(title), st["h1"])]
 
 
-ANOMALY_PDF_COLUMNS = ("ds", "series_id", "severity", "direction", "observed", "expected",
-                       "band", "score", "note")
-
-
 def _anomaly_flowable(report: Report, limit: int):
-    t = report.anomalies
+    """The first ``limit`` anomalies: the day, the series, how bad, observed against expected
+    and what it is. The expected band, score and direction are in the workbook; left out here so
+    that the note, the part a reader acts on, has the width to read in a few lines."""
     body, fills = [], {}
-    for r, rec in enumerate(t.records()[:limit]):
-        band = f"{fmt_value(rec['lower'], 'num')} - {fmt_value(rec['upper'], 'num')}"
+    for r, rec in enumerate(report.anomalies.records()[:limit]):
         body.append([fmt_value(rec["ds"], "date"), str(rec["series_id"]), str(rec["severity"] or ""),
-                     str(rec["direction"] or ""), fmt_value(rec["observed"], "num"),
-                     fmt_value(rec["expected"], "num"), band, fmt_value(rec["score"], "num"),
-                     " ".join(x for x in (rec["kind"], rec["note"]) if x)])
+                     fmt_value(rec["observed"], "num"), fmt_value(rec["expected"], "num"),
+                     " ".join(str(x) for x in (rec["kind"], rec["note"]) if x)])
         fill = SEVERITY_FILL.get(severity_rank(rec["severity"]))
         if fill is not None:
             fills[(r, 2)] = fill
-    return grid(["Date", "Series", "Severity", "Direction", "Observed", "Expected",
-                 "Expected band", "Score", "Note"], body,
-                [False, False, False, False, True, True, True, True, False], fills=fills)
+    return grid(["Date", "Series", "Severity", "Observed", "Expected", "Note"], body,
+                [False, False, False, True, True, False], fills=fills)
 
 
 def build_story(report: Report) -> list:
