@@ -26,7 +26,11 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTHS = (375, 1024)
-REMOTE = re.compile(r"""(?:src|href|background)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//""", re.I)
+# content a mail client would fetch: images, backgrounds, stylesheets, fonts (a link the
+# reader may click is not fetched and is fine)
+REMOTE = re.compile(r"""(?:\bsrc|\bbackground|\bposter)\s*=\s*["']?\s*(?:https?:)?//"""
+                    r"""|<link\b[^>]*\bhref\s*=\s*["']?\s*(?:https?:)?//"""
+                    r"""|url\(\s*["']?\s*(?:https?:)?//|@import\s+["']?(?:https?:)?//""", re.I)
 
 
 class ViewError(Exception):

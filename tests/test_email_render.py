@@ -72,7 +72,10 @@ def test_the_check_refuses_remote_content(tmp_path):
     require_browser()
     tracked = _page().replace("</h1>", '</h1><img src="https://tracker.example/p.gif" alt="">')
     _, problems = email_view.check_message(_message(tracked), tmp_path, "remote")
-    assert any("remote content" in p for p in problems)
+    assert problems == ['remote content: src="https://']
+    # a link the reader may follow loads nothing by itself
+    linked = _page().replace("</h1>", '</h1><a href="http://127.0.0.1:3000/runs/1">the run</a>')
+    assert email_view.check_message(_message(linked), tmp_path, "link")[1] == []
 
 
 def test_a_blank_page_is_reported(tmp_path):

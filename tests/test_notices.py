@@ -284,7 +284,7 @@ def _failure(ui_url: str | None):
         ui_url, sender=SENDER, recipients=[OPS], shop_name="Demo shop", secrets=[PASSWORD])
 
 
-def test_a_run_failure_masks_secrets_in_both_parts_and_links_the_run_as_text_only():
+def test_a_run_failure_masks_secrets_in_both_parts_and_links_the_run():
     msg = _failure("http://127.0.0.1:3000/")
     raw = bytes(msg).decode("utf-8", "replace")
     assert PASSWORD not in raw
@@ -293,8 +293,9 @@ def test_a_run_failure_masks_secrets_in_both_parts_and_links_the_run_as_text_onl
         assert "CoreApiError: login failed with password=***" in part
         assert "5f2c9a1e-0000-4000-8000-123456789abc" in part
         assert "http://127.0.0.1:3000/runs/5f2c9a1e-0000-4000-8000-123456789abc" in part
-    # the link is text: nothing in the HTML loads or points at a remote address
-    assert not re.search(r"""(?:src|href|background)\s*=\s*["']?\s*https?:""", html, re.I)
+    # a link to the run in the UI, and nothing the client would load from elsewhere
+    assert '<a href="http://127.0.0.1:3000/runs/5f2c9a1e-0000-4000-8000-123456789abc"' in html
+    assert not re.search(r"""(?:src|background)\s*=\s*["']?\s*https?:""", html, re.I)
     assert msg["Message-ID"] == "<run-failure.5f2c9a1e-0000-4000-8000-123456789abc@shop.example>"
     # without a UI address the only URL is the one quoted, masked, from the error itself
     bare = _failure(None)
