@@ -266,6 +266,11 @@ class CustomerSummary:
     def identified_share_pct(self) -> Decimal | None:
         return _ratio(self.identified_orders, self.orders, 100)
 
+    def segment_shares(self) -> list[tuple[str, int, Decimal | None]]:
+        """(segment, customers, percent of all segmented customers)."""
+        total = sum(n for _name, n in self.segments)
+        return [(name, n, _ratio(n, total, 100)) for name, n in self.segments]
+
 
 @dataclass
 class Report:

@@ -243,10 +243,8 @@ def _customers_sheet(wb: Workbook, report: Report) -> Worksheet:
     first = len(CUSTOMER_FIGURES) + 3
     set_text(ws.cell(first, 1), f"RFM segments of all customers on {c.segments_as_of.isoformat()}")
     ws.cell(first, 1).font = Font(bold=True)
-    total = sum(n for _s, n in c.segments)
     write_table(ws, (Column("segment", "Segment"), Column("customers", "Customers", "int"),
-                     Column("share", "Share", "pct")),
-                [(name, n, Decimal(n * 100) / total) for name, n in c.segments], first_row=first + 1)
+                     Column("share", "Share", "pct")), c.segment_shares(), first_row=first + 1)
     if not c.segments:
         set_text(ws.cell(first + 2, 1), "No RFM segments for that day.")
     ws.column_dimensions["A"].width = max(ws.column_dimensions["A"].width, 48)

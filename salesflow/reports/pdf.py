@@ -14,7 +14,6 @@ import io
 import os
 from functools import lru_cache
 from pathlib import Path
-from decimal import Decimal
 from typing import BinaryIO, Sequence
 from xml.sax.saxutils import escape
 
@@ -234,10 +233,10 @@ def _customers_block(report: Report, st) -> list:
     if c.segments:
         out += [Spacer(1, 3 * mm), Paragraph(escape(
             f"RFM segments of all customers on {c.segments_as_of.isoformat()}"), st["body"])]
-        total = sum(n for _s, n in c.segments)
         out.append(grid(["Segment", "Customers", "Share"],
-                        [[name, fmt_value(n, "int"), fmt_value(Decimal(n * 100) / total, "pct")]
-                         for name, n in c.segments], [False, True, True], width=FRAME_W * 0.65))
+                        [[name, fmt_value(n, "int"), fmt_value(share, "pct")]
+                         for name, n, share in c.segment_shares()], [False, True, True],
+                        width=FRAME_W * 0.65))
     else:
         out.append(Paragraph(escape(f"No RFM segments for {c.segments_as_of.isoformat()} "
                                     "(marts.customer_rfm has none for that day)."), st["note"]))
