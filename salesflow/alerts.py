@@ -897,6 +897,9 @@ def deliver_tracked(con: duckdb.DuckDBPyConnection, mailer: Mailer, msg: EmailMe
     message_id = str(msg["Message-ID"])
     subject = str(msg["Subject"])
     to = str(msg["To"])
+    if msg["List-Unsubscribe"] is None:
+        # stored complete, so that a resend of an unconfirmed message is the same bytes
+        msg["List-Unsubscribe"] = mailer.list_unsubscribe(f"unsubscribe: {subject}")
     con.execute("INSERT INTO ops.alert_deliveries VALUES (?, ?, NULL, 'sending', ?, ?, ?, ?, ?, NULL)",
                 [message_id, now, mailer.transport, to, subject, json.dumps(list(keys)), bytes(msg)])
     try:
@@ -925,6 +928,10 @@ def _recover(con, mailer: Mailer, unconfirmed: str, only_keys: Sequence[str] | N
             _finish(con, message_id, keys, to, subject, "assumed", utcnow())
             continue
         msg = message_from_bytes(bytes(raw), policy=email_policy.default)
+        for name in ("Subject", "To", "From"):
+            # a header folded right after its name parses with a leading space
+            if msg[name] is not None and str(msg[name]) != str(msg[name]).strip():
+                msg.replace_header(name, str(msg[name]).strip())
         try:
             delivery = mailer.deliver(msg)
         except MailDeliveryError as exc:

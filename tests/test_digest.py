@@ -18,7 +18,7 @@ from salesflow.alerts import build_alerts, digest_top_n, money_severity, run_ale
 from salesflow.mailer import Mailer, Recipients, SmtpSettings
 from salesflow.warehouse import ensure_schema
 from tests.browser import assert_reads_on_phone
-from tests.test_mailer import parsed_attachments
+from tests.test_mailer import parsed_attachments, smtp_server  # noqa: F401
 
 AS_OF = date(2025, 6, 30)
 NOW = datetime(2025, 7, 1, 6, 0)
@@ -409,3 +409,32 @@ def test_a_stock_drop_and_a_shop_outage_are_worth_their_money(shop):
         "No sales at all in the shop for 2 open days, Mon 23 Jun 2025 to Tue 24 Jun 2025, where "
         "2,000.00 EUR was expected; selling again since Wed 25 Jun 2025.")
     assert [a.details["series_id"] for a in build_alerts(shop.con, AS_OF)] == ["TOTAL", "K"]
+
+
+def test_an_unconfirmed_digest_with_a_folded_subject_goes_out_again_byte_for_byte(
+        shop, smtp_server, tmp_path, monkeypatch):
+    # a subject of 70-77 characters is folded right after "Subject:", which a parser reads
+    # back with a leading space; the resend must still be the very same message
+    shop.finish()
+    first_run_sent(shop, tmp_path)
+    many_out_of_stock(shop, 1, start=7)  # 7.00 EUR at stake
+    rest = ": 1 new alert, 7.00 EUR at stake (1 low) - stock"
+    name = "Shop " + "x" * (76 - len("[SalesFlow] Shop ") - len(rest))
+    real_finish = alerts_mod._finish
+    calls = []
+
+    def crash_once(*args, **kwargs):
+        if not calls:
+            calls.append(1)
+            raise SystemExit("killed between the SMTP answer and the ledger commit")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(alerts_mod, "_finish", crash_once)
+    mailer = smtp_server.mailer()
+    with pytest.raises(SystemExit):
+        run_alerts(shop.con, AS_OF, mailer, TO, shop_name=name, currency="EUR", top_n=5)
+    first = smtp_server.messages[0]
+    assert len(first["message"]["Subject"].strip()) == 76
+    assert re.search(rb"Subject:\r?\n \[SalesFlow\]", first["raw"])
+    run_alerts(shop.con, AS_OF, mailer, TO, shop_name=name, currency="EUR", top_n=5)
+    assert len(smtp_server.messages) == 2 and smtp_server.messages[1]["raw"] == first["raw"]
