@@ -663,3 +663,19 @@ def test_without_customer_ids_one_line_says_so(con, tmp_path):
     assert whole.count(note) == 1
     wb = openpyxl.load_workbook(files.xlsx)
     assert wb["Customers"]["A2"].value == note
+
+
+@needs_pdftoppm
+def test_a_month_of_many_expense_categories_stays_short_in_the_pdf(con, tmp_path):
+    con.executemany("INSERT INTO raw.expenses VALUES (?, ?, ?, ?, 'x', 'vendor', 'f.xlsx', ?)",
+                    [(f"X{i}", date(2025, 6, 1 + i % 28), f"Category {i:02d}", D(10 + i), datetime(2025, 6, 20))
+                     for i in range(60)])
+    build_expense_marts(con, AS_OF)
+    files = write_report(con, "daily", AS_OF, tmp_path, SETTINGS, now=NOW)
+    texts = pdf_pages_text(files.pdf)
+    assert len(texts) <= 6
+    whole = " ".join(" ".join(texts).split())
+    assert "and 45 more expense categories" in whole
+    assert "Category 59" in whole and "Category 00" not in whole  # the largest first
+    wb = openpyxl.load_workbook(files.xlsx, read_only=True)
+    assert len(read_sheet(wb["Expenses"])[1]) == 60

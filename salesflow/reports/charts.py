@@ -103,13 +103,20 @@ def top_products_png(report: Report, *, width_in: float = 9.0, dpi: int = 150) -
                      report.currency, width_in=width_in, dpi=dpi)
 
 
-def expenses_png(report: Report, *, width_in: float = 9.0, dpi: int = 150) -> bytes | None:
+def expenses_png(report: Report, *, width_in: float = 9.0, dpi: int = 150,
+                 limit: int = 10) -> bytes | None:
+    """The month's expenses by category, largest first; beyond ``limit`` categories the rest
+    are one "Other" bar, so the chart keeps a readable height."""
     rows = report.expenses.records()
     if not rows:
         return None
-    return _hbar_png([r["category"] for r in rows], [float(r["amount"]) for r in rows],
-                     report.expenses.title, report.currency, width_in=width_in, dpi=dpi,
-                     color=GREY)
+    labels = [r["category"] for r in rows[:limit]]
+    values = [float(r["amount"]) for r in rows[:limit]]
+    if len(rows) > limit:
+        labels.append(f"Other ({len(rows) - limit} categories)")
+        values.append(sum(float(r["amount"]) for r in rows[limit:]))
+    return _hbar_png(labels, values, report.expenses.title, report.currency, width_in=width_in,
+                     dpi=dpi, color=GREY)
 
 
 def anomaly_chart_png(points: Sequence[dict], *, width_in: float = 6.0, dpi: int = 120) -> bytes | None:

@@ -205,14 +205,20 @@ STOCK_PDF_COLUMNS = ("severity", "status", "sku", "product_name", "stock_quantit
                      "days_of_cover", "reorder_qty", "sales_per_day")
 
 
+def _status_words(status) -> str:
+    """OUT_OF_STOCK as "Out of stock"; OK stays OK."""
+    text = str(status)
+    return text if text == "OK" else text.replace("_", " ").capitalize()
+
+
 def _stock_flowable(report: Report, limit: int) -> LongTable:
     """The first ``limit`` stock alerts with the columns a reader acts on (the workbook has
     threshold and average units as well); statuses in words so that they fit their column."""
     t = report.stock_alerts
     cols = [c for c in t.columns if c.key in STOCK_PDF_COLUMNS]
     status = [c.key for c in t.columns].index("status")
-    rows = [tuple(str(v).replace("_", " ").capitalize() if i == status and v else v
-                  for i, v in enumerate(row)) for row in t.rows[:limit]]
+    rows = [tuple(_status_words(v) if i == status and v else v for i, v in enumerate(row))
+            for row in t.rows[:limit]]
     return table_flowable(Table(t.title, t.columns, rows), report.currency, cols,
                           severity_key="severity")
 
@@ -300,8 +306,9 @@ def _later_pages(report: Report):
     return draw
 
 
-def _section(title: str, st) -> list:
-    return [CondPageBreak(60 * mm), Paragraph(escape(title), st["h1"])]
+def _section(title: str, st, room: float = 60 * mm) -> list:
+    """A heading, on a new page when less than ``room`` is left on this one."""
+    return [CondPageBreak(room), Paragraph(escape(title), st["h1"])]
 
 
 def _anomaly_flowable(report: Report, limit: int):
@@ -379,7 +386,7 @@ def build_story(report: Report) -> list:
     story += _section("Stock alerts", st)
     if counts:
         story.append(Paragraph(escape("Catalogue by status: " + ", ".join(
-            f"{k} {v}" for k, v in counts.items())), st["note"]))
+            f"{_status_words(k)} {v:,}" for k, v in counts.items())), st["note"]))
     if report.stock_alerts.rows:
         rows = report.stock_alerts.rows
         if len(rows) > PDF_TOP_N:
@@ -407,7 +414,9 @@ def build_story(report: Report) -> list:
         png = charts.expenses_png(report)
         block = [Paragraph(escape(report.expenses.title), st["body"])]
         if report.expenses.rows:
-            block.append(table_flowable(report.expenses, report.currency))
+            block.append(table_flowable(_head(report.expenses, PDF_TOP_N), report.currency))
+            block += _more_line(PDF_TOP_N, len(report.expenses.rows), "expense categories",
+                                "Expenses", st)
         else:
             block.append(Paragraph(escape(report.expenses.note or ""), st["note"]))
         story.append(KeepTogether(block))
@@ -426,7 +435,7 @@ def build_story(report: Report) -> list:
 
     notes = section_notes(report)
     if notes:
-        story += _section("Notes", st)
+        story += _section("Notes", st, room=(12 + 5 * len(notes)) * mm)
         story += [Paragraph(escape(n), st["note"]) for n in notes]
     return story
 
