@@ -767,6 +767,46 @@ def _card(a: PendingAlert, rank: int, currency: str) -> dict[str, Any]:
     }
 
 
+def card_groups(ordered: Sequence[PendingAlert]) -> list[list[PendingAlert]]:
+    """The digest's cards, in rank order: one alert each, except that a product's stock-out
+    seen twice -- its sales stopped (an anomaly) and its stock is at 0 (a stock alert) -- is
+    one card, led by the larger money."""
+    def sku(a: PendingAlert):
+        return a.payload.get("sku") if a.kind == "stock" else a.payload.get("series_id")
+
+    def is_out(a: PendingAlert) -> bool:
+        return a.kind == "stock" and a.payload.get("status") == "OUT_OF_STOCK"
+
+    def is_stockout(a: PendingAlert) -> bool:
+        return a.kind == "anomaly" and a.payload.get("anomaly_kind") == "stockout"
+
+    outs = {sku(a): a for a in ordered if is_out(a)}
+    stockouts = {sku(a): a for a in ordered if is_stockout(a)}
+    used: set[str] = set()
+    groups = []
+    for a in ordered:
+        if a.key in used:
+            continue
+        partner = outs.get(sku(a)) if is_stockout(a) else stockouts.get(sku(a)) if is_out(a) else None
+        group = [a] + ([partner] if partner is not None and partner.key not in used else [])
+        used.update(g.key for g in group)
+        groups.append(group)
+    return groups
+
+
+def _group_card(group: Sequence[PendingAlert], rank: int, currency: str) -> dict[str, Any]:
+    card = _card(group[0], rank, currency)
+    for other in group[1:]:
+        extra = _card(other, rank, currency)
+        card["also"] = f"{extra['amount']} {extra['value_note']}".strip()
+        card["statement"] = f"{card['statement']} {extra['statement']}"
+        card["facts"] = list(dict.fromkeys(card["facts"] + extra["facts"]))
+        if severity_rank(other.severity) < severity_rank(card["severity"]):
+            card["severity"], card["tone"] = extra["severity"], extra["tone"]
+    card.setdefault("also", None)
+    return card
+
+
 def alerts_workbook(alerts: Sequence[PendingAlert], currency: str) -> bytes:
     """Every alert of a digest, ranked: kind, severity, what, value, since, details."""
     wb = openpyxl.Workbook()
@@ -813,7 +853,8 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
     backfill, many new alerts at once) instead of the new alerts."""
     ordered = rank_pending(alerts)
     n = len(ordered)
-    top = ordered[:top_n]
+    groups = card_groups(ordered)[:top_n]
+    top = [a for g in groups for a in g]
     more = n - len(top)
     stakes = Stakes.of(ordered)
     counts = _severity_counts(ordered)
@@ -854,8 +895,8 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
     chart = anomaly_chart_png(points) if points else None
     context = {
         "title": title, "subtitle": shop_name, "shop_name": shop_name, "summary": summary,
-        "preheader": lead, "lead": lead, "n": n, "more": more, "top_n": len(top),
-        "cards": [_card(a, i, currency) for i, a in enumerate(top, start=1)],
+        "preheader": lead, "lead": lead, "n": n, "more": more, "top_n": len(groups),
+        "cards": [_group_card(g, i, currency) for i, g in enumerate(groups, start=1)],
         "by_kind": [{"kind": KIND_LABELS.get(k, k), "counts": ", ".join(f"{c:,} {s}" for s, c in v.items()),
                      "n": sum(v.values())} for k, v in by_kind.items()],
         "full_list": full_list, "other_files": [f.filename for f in files if f.filename != full_list],

@@ -438,3 +438,25 @@ def test_an_unconfirmed_digest_with_a_folded_subject_goes_out_again_byte_for_byt
     assert re.search(rb"Subject:\r?\n \[SalesFlow\]", first["raw"])
     run_alerts(shop.con, AS_OF, mailer, TO, shop_name=name, currency="EUR", top_n=5)
     assert len(smtp_server.messages) == 2 and smtp_server.messages[1]["raw"] == first["raw"]
+
+
+def test_a_stock_out_seen_by_sales_and_by_stock_is_one_card(shop, tmp_path):
+    # O stopped selling 5 open days ago (15 units, 150.00 expected) and its stock is 0: the
+    # stock alert's 7-day lead time at 3 a day puts 21 x 10.00 = 210.00 at risk
+    note = "No sales of O for 5 open days so far (since Wed 25 Jun 2025, last Sun 29 Jun 2025)"
+    shop.product("O", "Olive oil", "10.00", stock=0, status="OUT_OF_STOCK", severity="critical",
+                 avg_units="3", last_sale=day(6))
+    shop.anomaly("O", date(2025, 6, 25), 0.0, 15.0, 1.0, 30.0, "down", kind="stockout", note=note)
+    many_out_of_stock(shop, 3)
+    shop.finish()
+    run_alerts(shop.con, AS_OF, outbox_mailer(tmp_path), TO, shop_name=SHOP, currency="EUR", top_n=2)
+    msg = sent_messages(tmp_path)[-1]
+    text, html = text_of(msg), html_of(msg)
+    card = text.split("\n1. ")[1].split("\n2. ")[0]
+    assert card.startswith("210.00 EUR revenue at risk") and "and -150.00 EUR revenue below expected" in card
+    assert "Out of stock: none left" in card and "No sales for 5 open days" in card
+    assert html.count('class="amount"') == 2 and "Olive oil" in html.split('class="item')[1]
+    # two cards hold three of the five alerts: two more are in the workbook only
+    assert "and 2 more" in text
+    _, rows = workbook_rows(msg)
+    assert len(rows) == 5
