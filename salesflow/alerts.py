@@ -800,7 +800,9 @@ def _group_card(group: Sequence[PendingAlert], rank: int, currency: str) -> dict
         extra = _card(other, rank, currency)
         card["also"] = f"{extra['amount']} {extra['value_note']}".strip()
         card["statement"] = f"{card['statement']} {extra['statement']}"
-        card["facts"] = list(dict.fromkeys(card["facts"] + extra["facts"]))
+        # one date per card: the leading alert's
+        card["facts"] = list(dict.fromkeys(card["facts"] + [
+            f for f in extra["facts"] if not f.startswith(("since ", "on "))]))
         if severity_rank(other.severity) < severity_rank(card["severity"]):
             card["severity"], card["tone"] = extra["severity"], extra["tone"]
     card.setdefault("also", None)
