@@ -52,9 +52,12 @@ Alerts are ranked by |value|, largest first (severity, then key, break ties).
 The digest
 ----------
 One e-mail per recipient list (HTML and text, ``salesflow.email_render``): a summary line
-(counts, money at stake), the top N alerts (``SALESFLOW_DIGEST_TOP_N``, default 10) as cards,
-"and M more" with the full list attached as xlsx, and the reorder list
-(``salesflow.reports.reorder_xlsx``) when it has rows. The first digest a warehouse sends (no
+(counts, money at stake), the top N alerts (``SALESFLOW_DIGEST_TOP_N``, default 10) as cards
+(a product whose sales stopped and whose stock is at 0 is one card for its two alerts),
+"and M more" with the full list attached as xlsx, and, on a digest with stock alerts, the
+reorder list (``salesflow.reports.reorder_xlsx``) when it has rows. Money at stake is the stock
+revenue at risk plus the sales below expected; sales above expected are counted apart. The
+first digest a warehouse sends (no
 alert was ever sent), or one with more than ``SUMMARY_FACTOR`` x N new alerts at once (a
 backfill, a new shop), is a *current state* summary instead: counts by kind and severity, the
 top N, the full list attached, without announcing every product. Later digests carry the new
