@@ -385,7 +385,7 @@ def load_comparisons(con, period: Period) -> tuple[list[Kpi], list[Comparison], 
         notes.append(f"marts.daily_sales lacks {period.days - cur_sums['days']} day(s) of the "
                      "period; the figures cover the days it has.")
     comparisons = []
-    for label, base_label, start, end in comparison_spans(period):
+    for i, (label, base_label, start, end) in enumerate(comparison_spans(period)):
         sums = _period_sums(con, start, end)
         base = _kpi_values(sums) if sums["days"] else dict.fromkeys(cur)
         kpis = []
@@ -393,14 +393,13 @@ def load_comparisons(con, period: Period) -> tuple[list[Kpi], list[Comparison], 
             growth = None if kind == "pct" else _growth(cur[key], base[key])
             kpis.append(ComparedKpi(key, kpi_label, kind, base[key], _diff(cur[key], base[key]), growth))
         comparisons.append(Comparison(label, start, end, kpis, sums["days"], base_label))
-        span_days = (end - start).days + 1
-        if not comparisons[1:]:  # the main comparison: every gap matters
-            if sums["days"] < span_days:
-                notes.append(f"marts.daily_sales lacks {span_days - sums['days']} day(s) of the "
-                             f"comparison period ({label.lower()}).")
-        elif 0 < sums["days"] < span_days:
-            notes.append(f"marts.daily_sales lacks {span_days - sums['days']} day(s) of the "
-                         f"{label.lower()} comparison.")
+        missing = (end - start).days + 1 - sums["days"]
+        if i == 0 and missing:  # the main comparison: every gap matters
+            notes.append(f"marts.daily_sales lacks {missing} day(s) of the comparison period "
+                         f"({label.lower()}).")
+        elif missing and sums["days"]:  # a year ago before the shop's history is simply n/a
+            notes.append(f"marts.daily_sales lacks {missing} day(s) of the {label.lower()} "
+                         "comparison.")
     main = comparisons[0]
     kpis = [Kpi(k.key, k.label, k.kind, cur[k.key], k.value, k.change, k.growth_pct)
             for k in main.kpis]
