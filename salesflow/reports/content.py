@@ -20,11 +20,11 @@ its figures as n/a rather than zeros.
 
 Sections:
 
-* KPI summary, computed from ``marts.daily_sales`` for the period and each comparison: revenue, orders, units,
-  average order value, gross profit, gross margin (over the revenue whose cost is known) and
-  cost coverage. Growth is (current - previous) / previous in percent, rounded half-up to
-  cents, and empty when the previous figure is zero; for the two percentages the change is
-  in points and there is no growth.
+* KPI summary, computed from ``marts.daily_sales`` for the period and each comparison:
+  revenue, orders, units, average order value, gross profit, gross margin (over the revenue
+  whose cost is known) and cost coverage. Growth is (current - previous) / previous in
+  percent, rounded half-up to cents, and empty when the previous figure is zero; for the two
+  percentages the change is in points and there is no growth.
 * Revenue trend: ``marts.daily_sales`` for 28 days (daily), 8 weeks (weekly) or three calendar
   months (monthly) ending on the as-of day, with the latest ``TOTAL`` forecast of
   ``ml.sales_forecast`` made on or before the as-of day (its chosen model in
