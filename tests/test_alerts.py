@@ -49,6 +49,8 @@ def test_alerts_of_a_day_ranked_by_money(con):
     total = next(a for a in anomalies if a.details["series_id"] == "TOTAL")
     # the shop's revenue: 40.00 observed where 130.00 was expected
     assert total.value == Decimal("-90.00") and total.value_note == "revenue below expected"
+    # what explains the shop's gap travels with the alert: 40 / 130 is 69% below
+    assert total.details["explanation"].startswith("Revenue 69% below expected")
     assert "40.00 EUR where 130.00 EUR was expected (usual range 95.00 EUR to 165.00 EUR)" in total.title
     spike = next(a for a in anomalies if a.details["series_id"] == "SNK-00002")
     price, = con.execute("SELECT price FROM raw.products WHERE sku = 'SNK-00002'").fetchone()
