@@ -339,8 +339,9 @@ def build_story(report: Report) -> list:
         Spacer(1, 4 * mm),
         Paragraph(escape(f"Period: {p.start.isoformat()} to {p.end.isoformat()} ({p.days} "
                          f"day{'s' if p.days != 1 else ''})"), st["cover_meta"]),
-        *[Paragraph(escape(f"Compared with {c.label.lower()}: {c.span_label} "
-                           f"({c.start.isoformat()} to {c.end.isoformat()})"
+        *[Paragraph(escape(f"Compared with {c.label.lower()}: {c.span_label}"
+                           + ("" if c.start == c.end else
+                              f" ({c.start.isoformat()} to {c.end.isoformat()})")
                            + ("" if c.available else " - no sales data for it")), st["cover_meta"])
           for c in report.comparisons],
         Paragraph(escape(f"Currency: {report.currency} - generated "
