@@ -85,7 +85,7 @@ def daily_marts(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
 
 
 class StockConfig(dg.Config):
-    lead_time_days: int = Field(default=7, description="Days from order to delivery")
+    lead_time_days: int = Field(default=marts.DEFAULT_LEAD_TIME_DAYS, description="Days from order to delivery")
     safety_days: int = Field(default=7, description="Extra days of cover kept as safety stock")
     overstock_days: int = Field(default=120, description="Cover above this many days is OVERSTOCK")
     top_n: int = Field(default=10, description="Products listed per window in top_products")

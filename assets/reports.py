@@ -14,11 +14,13 @@ from pipelines.partitions import (
 from resources import WAREHOUSE_POOL, FoldersResource, MailerResource, WarehouseResource
 from salesflow.alerts import run_alerts, send_report_once
 from salesflow.errors import MailConfigError, MailDeliveryError
+from salesflow.notices import send_queued_notices
 from salesflow.reports import files as report_files
 
 SALES_FORECAST = dg.AssetKey(["ml", "sales_forecast"])
 SALES_ANOMALIES = dg.AssetKey(["ml", "sales_anomalies"])
 ALERTS = dg.AssetKey(["alerts", "digest"])
+REORDER_SUGGESTIONS = dg.AssetKey(["marts", "reorder_suggestions"])
 REPORT_INPUTS = [DAILY_SALES, KPIS, TOP_PRODUCTS, STOCK_STATUS, EXPENSES_MONTHLY, PROFIT_MONTHLY,
                  SALES_FORECAST, SALES_ANOMALIES]
 
@@ -97,11 +99,16 @@ monthly_report = _periodic_report("monthly", monthly_partitions, "Calendar-month
 
 @dg.asset(
     key=ALERTS, group_name="alerts", kinds={"email"}, partitions_def=daily_partitions,
-    deps=[SALES_ANOMALIES, STOCK_STATUS], pool=WAREHOUSE_POOL, automation_condition=FOLLOW_UPSTREAM,
+    # the reorder list values the stock alerts and rides along as a workbook (named by its key:
+    # assets.reorder imports this module)
+    deps=[SALES_ANOMALIES, STOCK_STATUS, SALES_FORECAST, REORDER_SUGGESTIONS], pool=WAREHOUSE_POOL,
+    automation_condition=FOLLOW_UPSTREAM,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="One digest of new anomaly and stock alerts, highest severity first. The ledger "
-                "(ops.alerts_pending / ops.alerts_sent) sends every alert once; when SMTP is down "
-                "the run fails and the alerts go out with the next run.",
+    description="One digest of new anomaly and stock alerts ranked by the money at stake: the top "
+                "N as cards, every alert and the reorder list as workbooks; the first run (or a "
+                "flood) sends one current-state summary. The ledger (ops.alerts_pending / "
+                "ops.alerts_sent) sends every alert once; when SMTP is down the run fails and the "
+                "alerts go out with the next run.",
 )
 def alert_digest(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  folders: FoldersResource, mailer: MailerResource) -> dg.MaterializeResult:
@@ -116,7 +123,11 @@ def alert_digest(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             result = run_alerts(con, as_of, mail, recipients, shop_name=SHOP.shop_name)
         except MailDeliveryError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-    return dg.MaterializeResult(metadata={"as_of": str(as_of), **result.metadata()})
+        # import results the server refused earlier go out within a day, not with the next import
+        notices = send_queued_notices(con, mail)
+    return dg.MaterializeResult(metadata={"as_of": str(as_of), **result.metadata(),
+                                          "import_notices_sent": len(notices.sent),
+                                          "import_notices_waiting": notices.waiting})
 
 
 report_assets = [daily_report, weekly_report, monthly_report, alert_digest]

@@ -40,6 +40,7 @@ resources = {
         user=_optional("SALESFLOW_SMTP_USER"),
         password=_optional("SALESFLOW_SMTP_PASSWORD"),
         sender=_optional("SALESFLOW_SMTP_SENDER"),
+        unsubscribe=_optional("SALESFLOW_MAIL_UNSUBSCRIBE"),
         report_recipients=_optional("SALESFLOW_REPORT_RECIPIENTS"),
         alert_recipients=_optional("SALESFLOW_ALERT_RECIPIENTS"),
         ops_recipients=_optional("SALESFLOW_OPS_RECIPIENTS"),

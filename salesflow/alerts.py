@@ -112,15 +112,16 @@ import pandas as pd
 from openpyxl.styles import Font
 
 from salesflow.anomalies import MULTI_DAY_KINDS
+from salesflow.email_render import render
 from salesflow.errors import AlertDeliveryError, MailDeliveryError
 from salesflow.mailer import Attachment, Delivery, Mailer, Recipients, build_message
-from salesflow.marts import DEAD_AFTER_DAYS
+from salesflow.marts import DEAD_AFTER_DAYS, DEFAULT_LEAD_TIME_DAYS
 from salesflow.reports.charts import anomaly_chart_png
 from salesflow.reports.content import finite, severity_rank
 from salesflow.reports.explain import explain_total_anomaly
 from salesflow.reports.excel import set_text
 from salesflow.reports.files import report_message
-from salesflow.reports.fmt import fmt_value
+from salesflow.fmt import fmt_value
 from salesflow.settings import ShopSettings
 from salesflow.warehouse import OPS_DDL, has_table, registered, transaction
 
@@ -135,7 +136,6 @@ DEFAULT_TOP_N = 10
 # more new alerts than this times the top N at once: a current-state summary, not a list
 SUMMARY_FACTOR = 2
 # the stock status mart's default; the reorder list carries each product's own lead time
-DEFAULT_LEAD_TIME_DAYS = 7
 DAY_REVENUE_DAYS = 28
 SHARE_DAYS = 90
 CRITICAL_DAY_SHARE = Decimal("0.50")
@@ -907,9 +907,6 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
         "full_list": full_list, "other_files": [f.filename for f in files if f.filename != full_list],
         "chart": bool(chart), "unsubscribe": unsubscribe,
     }
-    # imported here: salesflow.email_render and salesflow.reports import each other
-    from salesflow.email_render import render
-
     rendered = render("digest", **context)
     return build_message(sender=sender, to=recipients, subject=subject, text=rendered.text,
                          html=rendered.html, inline_images={"anomalies": chart} if chart else None,
@@ -1142,5 +1139,6 @@ def send_report_once(con: duckdb.DuckDBPyConnection, mailer: Mailer, files, reci
             "SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
         return None
     msg = report_message(files, sender=mailer.sender, recipients=recipients,
-                         message_id=make_msgid(domain=_sender_domain(mailer.sender)))
+                         message_id=make_msgid(domain=_sender_domain(mailer.sender)),
+                         unsubscribe=mailer.unsubscribe_address)
     return deliver_tracked(con, mailer, msg, [key], now=now)

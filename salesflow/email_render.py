@@ -16,7 +16,7 @@ from functools import lru_cache
 import css_inline
 import jinja2
 
-from salesflow.reports.fmt import NA, fmt_growth, fmt_value
+from salesflow.fmt import NA, fmt_growth, fmt_value
 
 TEMPLATES = ("salesflow", "templates/email")
 

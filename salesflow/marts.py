@@ -47,6 +47,8 @@ NO_SALES_NOTE = "no sales in this window"
 GROWTH_OUT_OF_RANGE_NOTE = "revenue_growth_pct beyond +/-9,999,999.99, left NULL"
 MARGIN_OUT_OF_RANGE_NOTE = "gross_margin_pct beyond +/-9,999,999.99, left NULL"
 DEAD_AFTER_DAYS = 90
+# days from order to delivery when neither the product nor its category sets one
+DEFAULT_LEAD_TIME_DAYS = 7
 TURNOVER_DAYS = 90
 AVG_UNITS_DAYS = 28
 
@@ -598,7 +600,7 @@ def build_as_of(
     as_of: date,
     *,
     top_n: int = 10,
-    lead_time_days: int = 7,
+    lead_time_days: int = DEFAULT_LEAD_TIME_DAYS,
     safety_days: int = 7,
     overstock_days: int = 120,
     turnover_days: int = TURNOVER_DAYS,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTHS = (375, 1024)
+MAX_SHOT_PX = 16_000
 # content a mail client would fetch: images, backgrounds, stylesheets, fonts (a link the
 # reader may click is not fetched and is fine)
 REMOTE = re.compile(r"""(?:\bsrc|\bbackground|\bposter)\s*=\s*["']?\s*(?:https?:)?//"""
@@ -43,6 +44,7 @@ class View:
     scroll_width: int
     png_path: Path
     blank: bool
+    height: int = 0  # the whole message's height in px at this width
 
     @property
     def fits(self) -> bool:
@@ -82,6 +84,7 @@ def remote_references(html: str) -> list[str]:
 def _is_blank(png: Path) -> bool:
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = None  # our own screenshot: a very long message is a finding, not an attack
     with Image.open(png) as img:
         gray = img.convert("L")
         hist = gray.histogram()
@@ -121,10 +124,15 @@ def view_many(html: str, widths: tuple[int, ...], out_dir: str | Path, stem: str
                                if route.request.url.startswith(("http:", "https:")) else route.continue_())
                     page.set_content(html, wait_until="load", timeout=timeout * 1000)
                     scroll = int(page.evaluate("document.documentElement.scrollWidth"))
-                    page.screenshot(path=str(png), full_page=True, timeout=timeout * 1000)
+                    tall = int(page.evaluate("document.documentElement.scrollHeight"))
+                    # Chromium cannot capture a page of tens of thousands of pixels: its top
+                    # is what the reader sees first anyway
+                    page.screenshot(path=str(png), full_page=True, timeout=timeout * 1000,
+                                    clip={"x": 0, "y": 0, "width": width,
+                                          "height": min(tall, MAX_SHOT_PX)})
                     page.close()
                     views.append(View(width=width, scroll_width=scroll, png_path=png,
-                                      blank=_is_blank(png)))
+                                      blank=_is_blank(png), height=tall))
             finally:
                 chromium.close()
     except PlaywrightError as exc:
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                                             tuple(args.width or WIDTHS))
         except ViewError as exc:
             views, problems = [], [str(exc)]
-        sizes = ", ".join(f"{v.width}px: {v.scroll_width}px wide -> {v.png_path}" for v in views)
+        sizes = ", ".join(f"{v.width}px: {v.scroll_width} x {v.height} px -> {v.png_path}" for v in views)
         print(f"{path.name}: {'ok' if not problems else '; '.join(problems)}" + (f" ({sizes})" if sizes else ""))
         failed += bool(problems)
     return 1 if failed else 0

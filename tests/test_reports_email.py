@@ -11,7 +11,7 @@ import re
 import pytest
 
 from salesflow.reports import report_message, write_report
-from salesflow.reports.fmt import fmt_change, fmt_growth, fmt_value
+from salesflow.fmt import fmt_change, fmt_growth, fmt_value
 from tests.browser import assert_reads_on_phone
 from tests.test_reports import (AS_OF, NOW, SETTINGS, add_anomalies, add_forecast,  # noqa: F401
                                 con, shop_template, warehouse)
@@ -167,7 +167,7 @@ def test_report_emails_read_on_a_phone_and_a_desktop(con, tmp_path, kind):
 
 @pytest.mark.parametrize("first", ["salesflow.email_render", "salesflow.notices", "salesflow.reports"])
 def test_the_mail_modules_import_in_any_order(first):
-    """The report e-mail renders through email_render, which reads salesflow.reports.fmt: a
+    """The report e-mail renders through email_render, which reads salesflow.fmt: a
     fresh process that imports either side first must not stop on a circular import."""
     import subprocess
     import sys

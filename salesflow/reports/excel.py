@@ -28,7 +28,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from salesflow.formula_cells import is_formula_like
 from salesflow.reports.content import Column, Report, Table, section_notes
-from salesflow.reports.fmt import fmt_value
+from salesflow.fmt import fmt_value
 
 NUMBER_FORMATS = {
     "money": "#,##0.00", "int": "#,##0", "pct": "0.00%", "dec1": "#,##0.0",

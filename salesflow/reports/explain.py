@@ -57,7 +57,7 @@ from math import floor
 
 import duckdb
 
-from salesflow.reports.fmt import fmt_change, fmt_value
+from salesflow.fmt import fmt_change, fmt_value
 from salesflow.warehouse import has_table
 
 UNCATEGORIZED = "Uncategorized"

@@ -28,12 +28,13 @@ from typing import Mapping, Sequence
 
 import duckdb
 
+from salesflow.email_render import render
 from salesflow.exports import write_atomically
 from salesflow.mailer import Attachment, build_message
 from salesflow.reports.content import KINDS, Report, load_report
 from salesflow.reports.excel import render_xlsx
 from salesflow.reports.charts import revenue_trend_png
-from salesflow.reports.fmt import NA, fmt_change, fmt_growth, fmt_value
+from salesflow.fmt import NA, fmt_change, fmt_growth, fmt_value
 from salesflow.reports.pdf import render_pdf
 from salesflow.settings import ShopSettings, whole_days_from_env
 
@@ -331,9 +332,6 @@ def report_message(files: ReportFiles, *, sender: str, recipients: Sequence[str]
                    message_id: str | None = None, unsubscribe: str | None = None) -> EmailMessage:
     """The report e-mail: the key figures, why revenue moved, the revenue trend as an inline
     image, the top products and the stock to act on, with the PDF and the workbook attached."""
-    # imported here: email_render reads salesflow.reports.fmt, whose package imports this module
-    from salesflow.email_render import render
-
     r = files.report
     subject = f"{r.shop_name}: {r.title.lower()} {r.period.label}"
     # drawn small and at a high resolution, so its labels stay readable on a 375 px screen

@@ -31,7 +31,7 @@ from reportlab.platypus import (CondPageBreak, Image, KeepTogether, LongTable, P
 
 from salesflow.reports import charts
 from salesflow.reports.content import Column, Report, Table, section_notes, severity_rank
-from salesflow.reports.fmt import fmt_change, fmt_growth, fmt_value
+from salesflow.fmt import fmt_change, fmt_growth, fmt_value
 
 PAGE_W, PAGE_H = A4
 MARGIN = 16 * mm
