@@ -198,6 +198,7 @@ def env_resources() -> dict:
                 ("security", "SALESFLOW_SMTP_SECURITY", "starttls"),
                 ("user", "SALESFLOW_SMTP_USER", ""), ("password", "SALESFLOW_SMTP_PASSWORD", ""),
                 ("sender", "SALESFLOW_SMTP_SENDER", ""),
+                ("unsubscribe", "SALESFLOW_MAIL_UNSUBSCRIBE", ""),
                 ("ops_recipients", "SALESFLOW_OPS_RECIPIENTS", ""))}),
     }
 

@@ -343,3 +343,16 @@ def test_values_from_a_file_cannot_inject_markdown_into_run_metadata():
     row = table.splitlines()[2]
     assert "![t](" not in row and "\\!\\[t\\]\\(" in row
     assert row.count(" | ") == 2 and "second line" in row
+
+
+def test_cli_import_notices_name_the_configured_unsubscribe_address(monkeypatch, tmp_path):
+    """`salesflow import` builds its mailer from the environment like the code location does:
+    its import notices ask to be unsubscribed at SALESFLOW_MAIL_UNSUBSCRIBE, not the sender."""
+    from pipelines.imports_job import env_resources
+
+    monkeypatch.setenv("SALESFLOW_SMTP_SENDER", "SalesFlow <reports@shop.example>")
+    monkeypatch.setenv("SALESFLOW_MAIL_UNSUBSCRIBE", "lists@shop.example")
+    monkeypatch.setenv("SALESFLOW_HOME", str(tmp_path))
+    mailer = env_resources()["mailer"].mailer(tmp_path / "outbox")
+    assert mailer.unsubscribe_address == "lists@shop.example"
+    assert mailer.list_unsubscribe().startswith("<mailto:lists@shop.example?")
