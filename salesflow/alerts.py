@@ -103,7 +103,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.utils import formataddr, getaddresses, make_msgid, parseaddr
+from email.utils import formataddr, getaddresses, make_msgid
 from typing import Any, Iterable, Sequence
 
 import duckdb
@@ -114,7 +114,7 @@ from openpyxl.styles import Font
 from salesflow.anomalies import MULTI_DAY_KINDS
 from salesflow.email_render import render
 from salesflow.errors import AlertDeliveryError, MailDeliveryError
-from salesflow.mailer import Attachment, Delivery, Mailer, Recipients, build_message
+from salesflow.mailer import Attachment, Delivery, Mailer, Recipients, build_message, sender_domain
 from salesflow.marts import DEAD_AFTER_DAYS, DEFAULT_LEAD_TIME_DAYS
 from salesflow.reports.charts import anomaly_chart_png
 from salesflow.reports.content import finite, severity_rank
@@ -1062,7 +1062,7 @@ def send_pending(con: duckdb.DuckDBPyConnection, mailer: Mailer, *, shop_name: s
         files = [reorder] if reorder is not None and any(a.kind == "stock" for a in alerts) else []
         msg = digest_message(alerts, sender=mailer.sender, recipients=recipients,
                              shop_name=shop_name,
-                             message_id=make_msgid(domain=_sender_domain(mailer.sender)),
+                             message_id=make_msgid(domain=sender_domain(mailer.sender)),
                              currency=currency, top_n=top_n, summary=summary, as_of=as_of,
                              attachments=files, unsubscribe=mailer.unsubscribe_address)
         keys = [a.key for a in alerts]
@@ -1083,10 +1083,6 @@ def send_pending(con: duckdb.DuckDBPyConnection, mailer: Mailer, *, shop_name: s
     result.pending_left = con.execute("SELECT count(*) FROM ops.alerts_pending").fetchone()[0]
     return result
 
-
-def _sender_domain(sender: str) -> str:
-    addr = parseaddr(sender)[1]
-    return addr.rsplit("@", 1)[1] if "@" in addr else "salesflow.local"
 
 
 def run_alerts(
@@ -1139,6 +1135,6 @@ def send_report_once(con: duckdb.DuckDBPyConnection, mailer: Mailer, files, reci
             "SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
         return None
     msg = report_message(files, sender=mailer.sender, recipients=recipients,
-                         message_id=make_msgid(domain=_sender_domain(mailer.sender)),
+                         message_id=make_msgid(domain=sender_domain(mailer.sender)),
                          unsubscribe=mailer.unsubscribe_address)
     return deliver_tracked(con, mailer, msg, [key], now=now)

@@ -233,7 +233,8 @@ class Attachment:
                                                                      "application/octet-stream"))
 
 
-def _domain(sender: str) -> str:
+def sender_domain(sender: str) -> str:
+    """The domain of ``sender``'s address, for Message-IDs (``salesflow.local`` without one)."""
     addr = bare_address(sender)
     return addr.rsplit("@", 1)[1] if "@" in addr else "salesflow.local"
 
@@ -264,12 +265,12 @@ def build_message(
     msg["To"] = ", ".join(to)
     msg["Subject"] = _one_line(subject)
     msg["Date"] = format_datetime(date or datetime.now(tz=timezone.utc))
-    msg["Message-ID"] = message_id or make_msgid(domain=_domain(sender))
+    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(sender))
     for name, value in (headers or {}).items():
         msg[name] = _one_line(value)
     msg.set_content(text)
     if html is not None:
-        cids = {name: make_msgid(domain=_domain(sender)) for name in (inline_images or {})}
+        cids = {name: make_msgid(domain=sender_domain(sender)) for name in (inline_images or {})}
         for name, cid in cids.items():
             html = html.replace(f"cid:{name}", f"cid:{cid[1:-1]}")
         msg.add_alternative(html, subtype="html")
@@ -359,7 +360,7 @@ class Mailer:
         if not recipients:
             raise MailConfigError(f"message {msg['Subject']!r} has no recipients")
         if msg["Message-ID"] is None:
-            msg["Message-ID"] = make_msgid(domain=_domain(self.sender))
+            msg["Message-ID"] = make_msgid(domain=sender_domain(self.sender))
         if msg["List-Unsubscribe"] is None:
             # RFC 2369: every message says how to leave its list; a request reaches a person,
             # who removes the address from the SALESFLOW_*_RECIPIENTS settings

@@ -32,7 +32,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -40,7 +39,8 @@ import duckdb
 
 from salesflow.email_render import render
 from salesflow.errors import MailConfigError, MailDeliveryError
-from salesflow.mailer import Attachment, Mailer, Recipients, build_message, parse_addresses, redact
+from salesflow.mailer import (Attachment, Mailer, Recipients, build_message, parse_addresses, redact,
+                              sender_domain)
 from salesflow.warehouse import OPS_DDL, transaction
 
 IMPORT_RECIPIENTS_ENV = "SALESFLOW_IMPORT_RECIPIENTS"
@@ -56,10 +56,6 @@ STATUS_WORDS = {"committed": "committed", "duplicate": "skipped (duplicate)",
 def _utcnow() -> datetime:
     return datetime.now(tz=timezone.utc).replace(tzinfo=None)
 
-
-def _sender_domain(sender: str) -> str:
-    addr = parseaddr(sender)[1]
-    return addr.rsplit("@", 1)[1] if "@" in addr else "salesflow.local"
 
 
 def _safe_token(text: str) -> str:
@@ -324,7 +320,7 @@ def notify_import(con: duckdb.DuckDBPyConnection, mailer: Mailer | None, outcome
             token = _safe_token(key.split(":", 2)[2])
             msg = import_result_message(
                 outcome, sender=sender, recipients=recipients, shop_name=shop_name,
-                message_id=f"<import.{outcome.status}.{token}@{_sender_domain(sender)}>",
+                message_id=f"<import.{outcome.status}.{token}@{sender_domain(sender)}>",
                 unsubscribe=mailer.unsubscribe_address if mailer is not None else None)
             result.queued = queue_notice(con, key, msg, now=now)
             result.already = not result.queued
@@ -357,5 +353,5 @@ def run_failure_message(job_name: str, run_id: str, error_summary: str, ui_url: 
     safe_id = "".join(ch for ch in run_id if ch.isalnum() or ch in "-_.") or "run"
     return build_message(sender=sender, to=recipients, subject=subject, text=body.text,
                          html=body.html,
-                         message_id=f"<run-failure.{safe_id}@{_sender_domain(sender)}>",
+                         message_id=f"<run-failure.{safe_id}@{sender_domain(sender)}>",
                          headers={"X-SalesFlow-Run-Id": safe_id})
