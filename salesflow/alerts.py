@@ -100,8 +100,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from email import message_from_bytes
-from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import formataddr, getaddresses, make_msgid
 from typing import Any, Iterable, Sequence
@@ -114,7 +112,8 @@ from openpyxl.styles import Font
 from salesflow.anomalies import MULTI_DAY_KINDS
 from salesflow.email_render import render
 from salesflow.errors import AlertDeliveryError, MailDeliveryError
-from salesflow.mailer import Attachment, Delivery, Mailer, Recipients, build_message, sender_domain
+from salesflow.mailer import (Attachment, Delivery, Mailer, Recipients, build_message, sender_domain,
+                              stored_message)
 from salesflow.marts import DEAD_AFTER_DAYS, DEFAULT_LEAD_TIME_DAYS
 from salesflow.reports.charts import anomaly_chart_png
 from salesflow.reports.content import finite, severity_rank
@@ -940,9 +939,8 @@ def deliver_tracked(con: duckdb.DuckDBPyConnection, mailer: Mailer, msg: EmailMe
     message_id = str(msg["Message-ID"])
     subject = str(msg["Subject"])
     to = str(msg["To"])
-    if msg["List-Unsubscribe"] is None:
-        # stored complete, so that a resend of an unconfirmed message is the same bytes
-        msg["List-Unsubscribe"] = mailer.list_unsubscribe(f"unsubscribe: {subject}")
+    # stored complete, so that a resend of an unconfirmed message is the same bytes
+    mailer.add_list_unsubscribe(msg)
     con.execute("INSERT INTO ops.alert_deliveries VALUES (?, ?, NULL, 'sending', ?, ?, ?, ?, ?, NULL)",
                 [message_id, now, mailer.transport, to, subject, json.dumps(list(keys)), bytes(msg)])
     try:
@@ -970,11 +968,7 @@ def _recover(con, mailer: Mailer, unconfirmed: str, only_keys: Sequence[str] | N
         if unconfirmed == "assume_sent":
             _finish(con, message_id, keys, to, subject, "assumed", utcnow())
             continue
-        msg = message_from_bytes(bytes(raw), policy=email_policy.default)
-        for name in ("Subject", "To", "From"):
-            # a header folded right after its name parses with a leading space
-            if msg[name] is not None and str(msg[name]) != str(msg[name]).strip():
-                msg.replace_header(name, str(msg[name]).strip())
+        msg = stored_message(raw)
         try:
             delivery = mailer.deliver(msg)
         except MailDeliveryError as exc:

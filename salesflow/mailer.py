@@ -35,6 +35,8 @@ import ssl
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email import message_from_bytes
+from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr, parsedate_to_datetime
 from pathlib import Path
@@ -233,6 +235,16 @@ class Attachment:
                                                                      "application/octet-stream"))
 
 
+def stored_message(raw: bytes) -> EmailMessage:
+    """A message stored as ``bytes(msg)``, parsed back to be sent again as built."""
+    msg = message_from_bytes(bytes(raw), policy=email_policy.default)
+    for name in ("Subject", "To", "From"):
+        # a header folded right after its name parses with a leading space
+        if msg[name] is not None and str(msg[name]) != str(msg[name]).strip():
+            msg.replace_header(name, str(msg[name]).strip())
+    return msg
+
+
 def sender_domain(sender: str) -> str:
     """The domain of ``sender``'s address, for Message-IDs (``salesflow.local`` without one)."""
     addr = bare_address(sender)
@@ -352,6 +364,13 @@ class Mailer:
     def list_unsubscribe(self, subject: str = "unsubscribe") -> str:
         return f"<mailto:{self.unsubscribe_address}?subject={quote(subject)}>"
 
+    def add_list_unsubscribe(self, msg: EmailMessage) -> None:
+        """Give ``msg`` a List-Unsubscribe header naming its subject, unless it has one."""
+        if msg["List-Unsubscribe"] is None:
+            # RFC 2369: every message says how to leave its list; a request reaches a person,
+            # who removes the address from the SALESFLOW_*_RECIPIENTS settings
+            msg["List-Unsubscribe"] = self.list_unsubscribe(f"unsubscribe: {msg['Subject']}")
+
     def describe(self) -> str:
         return f"SMTP {self.smtp.describe()}" if self.smtp.configured else f"outbox {self.outbox_dir}"
 
@@ -361,11 +380,7 @@ class Mailer:
             raise MailConfigError(f"message {msg['Subject']!r} has no recipients")
         if msg["Message-ID"] is None:
             msg["Message-ID"] = make_msgid(domain=sender_domain(self.sender))
-        if msg["List-Unsubscribe"] is None:
-            # RFC 2369: every message says how to leave its list; a request reaches a person,
-            # who removes the address from the SALESFLOW_*_RECIPIENTS settings
-            subject = f"unsubscribe: {msg['Subject']}"
-            msg["List-Unsubscribe"] = self.list_unsubscribe(subject)
+        self.add_list_unsubscribe(msg)
         if self.transport == "outbox":
             return self._write_outbox(msg, recipients)
         return self._send_smtp(msg, recipients)

@@ -40,7 +40,7 @@ import duckdb
 from salesflow.email_render import render
 from salesflow.errors import MailConfigError, MailDeliveryError
 from salesflow.mailer import (Attachment, Mailer, Recipients, build_message, parse_addresses, redact,
-                              sender_domain)
+                              sender_domain, stored_message)
 from salesflow.warehouse import OPS_DDL, transaction
 
 IMPORT_RECIPIENTS_ENV = "SALESFLOW_IMPORT_RECIPIENTS"
@@ -255,9 +255,6 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
     """Deliver every queued import notice (and any an interrupted run left ``sending``), oldest
     first; stops at the first delivery error, leaving the rest queued. Never raises for mail
     errors: they are in the result."""
-    from email import message_from_bytes
-    from email import policy as email_policy
-
     _ensure_tables(con)
     result = NoticeResult()
     for message_id, keys_json, to, subject, raw in _import_rows(con, ("sending", "queued")):
@@ -267,11 +264,7 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
             con.execute("UPDATE ops.alert_deliveries SET status = 'sent', message = NULL "
                         "WHERE message_id = ?", [message_id])
             continue
-        msg = message_from_bytes(bytes(raw), policy=email_policy.default)
-        for name in ("Subject", "To", "From"):
-            # a header folded right after its name parses with a leading space
-            if msg[name] is not None and str(msg[name]) != str(msg[name]).strip():
-                msg.replace_header(name, str(msg[name]).strip())
+        msg = stored_message(raw)
         con.execute("UPDATE ops.alert_deliveries SET status = 'sending', transport = ?, "
                     "error = NULL WHERE message_id = ?", [mailer.transport, message_id])
         try:
