@@ -55,11 +55,11 @@ from typing import Mapping, Sequence
 import duckdb
 import pandas as pd
 
+from salesflow.imports.kinds import MAX_LEAD_TIME_DAYS
 from salesflow.marts import _KNOWN_COST
 from salesflow.warehouse import has_table, registered, transaction
 
 CATEGORY_ENV = "SALESFLOW_LEAD_TIME_DAYS_BY_CATEGORY"
-MAX_LEAD_TIME_DAYS = 365
 SERVICE_Z = 1.645  # one-sided 95% of the normal
 BAND_Z_95 = 1.96  # the 95% band's half-width in sigmas
 RECENT_DAYS = 28

@@ -252,6 +252,7 @@ EXPENSES = _kind(Kind(
     prefixes=("expenses", "expense", "costs"),
 ))
 
+# the longest lead time a product or category may be given (imports and configuration alike)
 MAX_LEAD_TIME_DAYS = 365
 
 LEAD_TIMES = _kind(Kind(
