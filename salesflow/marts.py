@@ -190,8 +190,9 @@ def _load_windows(con: duckdb.DuckDBPyConnection, windows: list[Window]) -> None
 
 
 # -- daily marts ---------------------------------------------------------------------------
-# The inventory's unit cost per sku where it is known (one row per sku: the latest update).
-_KNOWN_COST = """
+# The inventory's unit cost per sku where it is known (one row per sku: the latest update);
+# a CTE named known_cost, also read by the reorder list.
+KNOWN_COST = """
     known_cost AS (
         SELECT sku, cost FROM (
             SELECT sku, cost, category FROM raw.inventory
@@ -332,7 +333,7 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
             n_days = con.execute(
                 f"""
                 INSERT INTO marts.daily_sales
-                WITH {_KNOWN_COST},
+                WITH {KNOWN_COST},
                 by_day AS (
                     SELECT p.sale_date, sum(p.units) AS units, sum(p.revenue) AS revenue,
                            coalesce(sum(p.units * k.cost), 0) AS cost,

@@ -56,7 +56,7 @@ import duckdb
 import pandas as pd
 
 from salesflow.imports.kinds import MAX_LEAD_TIME_DAYS
-from salesflow.marts import _KNOWN_COST
+from salesflow.marts import KNOWN_COST
 from salesflow.warehouse import has_table, registered, transaction
 
 CATEGORY_ENV = "SALESFLOW_LEAD_TIME_DAYS_BY_CATEGORY"
@@ -204,7 +204,7 @@ def worth_acting_on(s: Suggestion, as_of: date, lead_time_days: int) -> bool:
 
 # -- the mart ------------------------------------------------------------------------------
 _ITEMS_SQL = f"""
-    WITH {_KNOWN_COST},
+    WITH {KNOWN_COST},
     latest AS (
         SELECT sku, category FROM raw.inventory
         QUALIFY row_number() OVER (PARTITION BY sku
