@@ -114,13 +114,15 @@ from salesflow.email_render import render
 from salesflow.errors import AlertDeliveryError, MailDeliveryError
 from salesflow.mailer import (Attachment, Delivery, Mailer, Recipients, build_message, sender_domain,
                               stored_message)
+from salesflow.fmt import fmt_value
 from salesflow.marts import DEAD_AFTER_DAYS, DEFAULT_LEAD_TIME_DAYS
+from salesflow.reorder import category_lead_times_from_env, lead_time_for, product_lead_times
 from salesflow.reports.charts import anomaly_chart_png
 from salesflow.reports.content import finite, severity_rank
-from salesflow.reports.explain import explain_total_anomaly
 from salesflow.reports.excel import set_text
+from salesflow.reports.explain import explain_total_anomaly
 from salesflow.reports.files import report_message
-from salesflow.fmt import fmt_value
+from salesflow.reports.reorder_xlsx import reorder_attachment
 from salesflow.settings import ShopSettings
 from salesflow.warehouse import OPS_DDL, has_table, registered, transaction
 
@@ -499,10 +501,6 @@ class Demand:
 def lead_times(con: duckdb.DuckDBPyConnection, default: int = DEFAULT_LEAD_TIME_DAYS):
     """``(sku, category) -> days``: the product's imported lead time, else its category's
     (``SALESFLOW_LEAD_TIME_DAYS_BY_CATEGORY``), else ``default``, as the reorder list does."""
-    try:
-        from salesflow.reorder import category_lead_times_from_env, lead_time_for, product_lead_times
-    except ImportError:
-        return lambda sku, category: default
     product, by_category = product_lead_times(con), category_lead_times_from_env()
     return lambda sku, category: lead_time_for(sku, category, product=product,
                                                by_category=by_category, default=default)[0]
@@ -1014,10 +1012,6 @@ def alerts_ever_sent(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _reorder_attachment(con, as_of: date | None, currency: str, shop_name: str) -> Attachment | None:
     if as_of is None:
-        return None
-    try:
-        from salesflow.reports.reorder_xlsx import reorder_attachment
-    except ImportError:
         return None
     found = reorder_attachment(con, as_of, currency, shop_name=shop_name)
     if not found:

@@ -39,6 +39,8 @@ import duckdb
 
 from salesflow.email_render import render
 from salesflow.errors import MailConfigError, MailDeliveryError
+from salesflow.imports.kinds import KINDS
+from salesflow.imports.reading import column_letter
 from salesflow.mailer import (Attachment, Mailer, Recipients, build_message, parse_addresses, redact,
                               sender_domain, stored_message)
 from salesflow.warehouse import OPS_DDL, transaction
@@ -81,8 +83,6 @@ def import_notice_key(outcome) -> str | None:
 
 
 def _kind_label(name: str | None) -> str:
-    from salesflow.imports.kinds import KINDS
-
     kind = KINDS.get(name or "")
     return f"{kind.title} ({name})" if kind is not None else (name or "not recognised")
 
@@ -96,8 +96,6 @@ def _rows_committed(outcome) -> int:
 
 
 def _issue_rows(outcome, n: int) -> list[dict[str, Any]]:
-    from salesflow.imports.reading import column_letter
-
     out = []
     for issue in outcome.issues[:n]:
         letter = column_letter(issue.col_index) if issue.col_index is not None else ""
