@@ -136,7 +136,8 @@ TOP_N_ENV = "SALESFLOW_DIGEST_TOP_N"
 DEFAULT_TOP_N = 10
 # more new alerts than this times the top N at once: a current-state summary, not a list
 SUMMARY_FACTOR = 2
-# the stock status mart's default; the reorder list carries each product's own lead time
+# money is weighed against the average day of the last DAY_REVENUE_DAYS, and a product's share
+# of revenue over SHARE_DAYS (see money_severity)
 DAY_REVENUE_DAYS = 28
 SHARE_DAYS = 90
 CRITICAL_DAY_SHARE = Decimal("0.50")

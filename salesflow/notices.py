@@ -269,8 +269,8 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
             delivery = mailer.deliver(msg)
         except (MailDeliveryError, MailConfigError, OSError) as exc:
             maybe = getattr(exc, "maybe_delivered", False)
-            # refused or unreachable: queued again; accepted or not unknown: left sending, so
-            # the next run sends the same bytes (same Message-ID) rather than losing it
+            # refused or unreachable: queued again; whether the server took it unknown: left
+            # sending, so the next run sends the same bytes (same Message-ID) rather than lose it
             con.execute("UPDATE ops.alert_deliveries SET status = ?, error = ? WHERE message_id = ?",
                         ["sending" if maybe else "queued", f"{type(exc).__name__}: {exc}"[:2000],
                          message_id])
