@@ -68,7 +68,9 @@ UNCATEGORIZED = "Uncategorized"
 
 FORECAST, FALLBACK, RECENT_AVERAGE = "forecast", "fallback", "recent average"
 PRODUCT, CATEGORY, DEFAULT = "product", "category", "default"
-FALLBACK_MODELS = ("RecentRate", "CategoryProfile")
+# the model names salesflow.forecast_fallback writes (its RECENT_RATE, CATEGORY_PROFILE), read
+# when a sku has no ml.forecast_coverage row to say it is a fallback
+FALLBACK_METHODS = ("RecentRate", "CategoryProfile")
 
 REORDER_DDL = {
     "marts.reorder_suggestions": """
@@ -265,7 +267,7 @@ def compute(con: duckdb.DuckDBPyConnection, as_of: date, *, default_lead_time_da
         if sku in paths:
             means, sigmas, model = paths[sku]
             status = coverage.get(sku)
-            basis = FALLBACK if status == "fallback" or (status is None and model in FALLBACK_MODELS) \
+            basis = FALLBACK if status == "fallback" or (status is None and model in FALLBACK_METHODS) \
                 else FORECAST
         else:
             mean = float(recent_units) / RECENT_DAYS
