@@ -56,7 +56,9 @@ One e-mail per recipient list (HTML and text, ``salesflow.email_render``): a sum
 (a product whose sales stopped and whose stock is at 0 is one card for its two alerts),
 "and M more" with the full list attached as xlsx, and, on a digest with stock alerts, the
 reorder list (``salesflow.reports.reorder_xlsx``) when it has rows. Money at stake is the stock
-revenue at risk plus the sales below expected; sales above expected are counted apart. The
+revenue at risk plus the sales below expected; sales above expected are counted apart. On a day
+with both a shop-wide (``TOTAL``) gap and product gaps, the larger of the two counts, as the
+shop's sales hold its products'. The
 first digest a warehouse sends (no
 alert was ever sent), or one with more than ``SUMMARY_FACTOR`` x N new alerts at once (a
 backfill, a new shop), is a *current state* summary instead: counts by kind and severity, the
@@ -718,12 +720,23 @@ class Stakes:
     @classmethod
     def of(cls, alerts: Iterable[PendingAlert]) -> "Stakes":
         risk, above = Decimal(0), Decimal(0)
+        # a day's sales gap, per direction: [the shop's (TOTAL), the sum of its products'];
+        # the products' sales are part of the shop's, so the larger counts, not the sum
+        days: dict[tuple[str, bool], list[Decimal]] = {}
         for a in alerts:
             v = a.value or Decimal(0)
-            if a.kind == "anomaly" and v > 0:
+            if a.kind == "anomaly" and a.payload.get("anomaly_kind") != "stock_drop":
+                gap = days.setdefault((str(a.payload.get("ds")), v > 0), [Decimal(0), Decimal(0)])
+                gap[0 if a.payload.get("series_id") == "TOTAL" else 1] += abs(v)
+            elif a.kind == "anomaly" and v > 0:
                 above += v
             else:
                 risk += abs(v)
+        for (_, up), gap in days.items():
+            if up:
+                above += max(gap)
+            else:
+                risk += max(gap)
         return cls(risk, above)
 
 

@@ -460,3 +460,30 @@ def test_a_stock_out_seen_by_sales_and_by_stock_is_one_card(shop, tmp_path):
     assert "and 2 more" in text
     _, rows = workbook_rows(msg)
     assert len(rows) == 5
+
+
+def test_a_shop_gap_and_its_products_gaps_on_one_day_are_not_counted_twice():
+    """The shop's revenue below expected already holds its products' shortfall that day: the
+    money at stake counts the larger of the two, plus the stock at risk, not their sum."""
+    def pending(key, kind, value, **payload):
+        return alerts_mod.PendingAlert(key, kind, NOW, (OWNER,), key,
+                                       {"severity": "high", "value": value, **payload})
+
+    ds = AS_OF.isoformat()
+    alerts = [
+        pending("anomaly:TOTAL", "anomaly", "-600.00", series_id="TOTAL", ds=ds, anomaly_kind="spike"),
+        pending("anomaly:A", "anomaly", "-500.00", series_id="A", ds=ds, anomaly_kind="spike"),
+        pending("anomaly:B", "anomaly", "-300.00", series_id="B", ds=day(3).isoformat(),
+                anomaly_kind="spike"),
+        pending("anomaly:C", "anomaly", "40.00", series_id="C", ds=ds, anomaly_kind="spike"),
+        pending("anomaly:TOTAL:up", "anomaly", "25.00", series_id="TOTAL", ds=day(3).isoformat(),
+                anomaly_kind="spike"),
+        pending("stock:A", "stock", "100.00", sku="A", status="LOW"),
+    ]
+    stakes = alerts_mod.Stakes.of(alerts)
+    # 600 (the shop's day, which holds A's 500) + B's 300 on another day + 100 of stock
+    assert stakes.at_risk == D("1000.00")
+    assert stakes.above == D("65.00")
+    msg = alerts_mod.digest_message(alerts, sender="salesflow@shop.example", recipients=[OWNER],
+                                    shop_name=SHOP, currency="EUR", as_of=AS_OF)
+    assert "1,000.00 EUR at stake" in msg["Subject"]
