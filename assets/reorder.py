@@ -6,12 +6,13 @@ import dagster as dg
 from pydantic import Field
 
 from assets.extract import RAW_INVENTORY
-from assets.marts import PRODUCT_DAILY_SALES, STOCK_STATUS, StockConfig, _md
+from assets.marts import PRODUCT_DAILY_SALES, STOCK_STATUS, _md
 from assets.reports import SALES_FORECAST
 from pipelines.automation import FOLLOW_UPSTREAM
 from pipelines.partitions import daily_partitions, partition_dates
 from resources import WAREHOUSE_POOL, WarehouseResource
 from salesflow import reorder
+from salesflow.marts import DEFAULT_LEAD_TIME_DAYS
 
 REORDER_SUGGESTIONS = dg.AssetKey(["marts", "reorder_suggestions"])
 
@@ -19,7 +20,7 @@ REORDER_SUGGESTIONS = dg.AssetKey(["marts", "reorder_suggestions"])
 class ReorderConfig(dg.Config):
     lead_time_days: Optional[int] = Field(default=None, description=(
         "Default days from order to delivery for products without their own or their category's "
-        f"lead time; unset: the stock status mart's default ({StockConfig().lead_time_days})"))
+        f"lead time; unset: the stock status mart's default ({DEFAULT_LEAD_TIME_DAYS})"))
 
 
 @dg.asset(
@@ -37,7 +38,7 @@ class ReorderConfig(dg.Config):
 def reorder_suggestions(context: dg.AssetExecutionContext, config: ReorderConfig,
                         warehouse: WarehouseResource):
     start, end = partition_dates(context)
-    default = StockConfig().lead_time_days if config.lead_time_days is None else config.lead_time_days
+    default = DEFAULT_LEAD_TIME_DAYS if config.lead_time_days is None else config.lead_time_days
     try:
         by_category = reorder.category_lead_times_from_env()
     except ValueError as exc:
