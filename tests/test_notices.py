@@ -192,6 +192,14 @@ def test_a_rejection_lists_the_first_problems_and_attaches_every_one(tmp_path):
     assert "<Épicerie>" not in html and "&lt;Épicerie&gt;" in html
 
 
+def test_a_rejection_with_thousands_of_problems_counts_them_with_separators(tmp_path):
+    outcome = _rejection(tmp_path, issues=1234)
+    msg = import_result_message(outcome, sender=SENDER, recipients=[OPS], shop_name=SHOP)
+    assert msg["Subject"].endswith("(1,234 problems)")
+    for part in (_text(msg), _html(msg)):
+        assert "(10 of 1,234)" in part and "and 1,224 more" in part
+
+
 def test_committed_and_duplicate_imports_say_what_happened(tmp_path):
     from collections import Counter
 
