@@ -25,6 +25,7 @@ from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
 from salesflow import reorder
+from salesflow.fmt import fmt_value
 from salesflow.reports.excel import HEADER_FILL, HEADER_FONT, set_text, set_value
 
 SHEET = "Reorder"
@@ -93,10 +94,6 @@ def _by_category(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[Mapp
     return [(c, groups[c]) for c in order]
 
 
-def _money(value: Decimal) -> str:
-    return f"{value:,.2f}"
-
-
 def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]] | duckdb.DuckDBPyConnection,
                            currency: str, *, as_of: date | None = None,
                            shop_name: str | None = None) -> bytes:
@@ -119,8 +116,7 @@ def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]] | duckdb.DuckDBPyCo
     def put(r: int, j: int, value: Any, kind: str):
         cell = ws.cell(row=r, column=j + 1)
         set_value(cell, value, kind)
-        shown = "" if value is None else (
-            _money(Decimal(str(value))) if kind == "money" else str(value))
+        shown = "" if value is None else (fmt_value(value, "money") if kind == "money" else str(value))
         widths[j] = max(widths[j], min(MAX_WIDTH, len(shown)))
         return cell
 
@@ -131,7 +127,7 @@ def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]] | duckdb.DuckDBPyCo
     set_text(ws.cell(row=1, column=1), f"{shop_name}: {title}" if shop_name else title)
     ws.cell(row=1, column=1).font = TITLE_FONT
     summary = (f"{grand.products} products to order, {grand.units:,} units, order cost "
-               f"{_money(grand.cost)} {currency}")
+               f"{fmt_value(grand.cost, 'money', currency)}")
     if grand.without_cost:
         summary += f" ({grand.without_cost} without a known unit cost)"
     if not rows:
