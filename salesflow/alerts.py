@@ -701,11 +701,16 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _FSI, _PDI = "\u2068", "\u2069"
 
 
-def _severity_counts(alerts: Sequence[PendingAlert]) -> str:
+def _severity_tally(alerts: Iterable[PendingAlert]) -> OrderedDict[str, int]:
+    """How many alerts of each severity, most severe first."""
     counts: OrderedDict[str, int] = OrderedDict()
     for a in sorted(alerts, key=lambda a: severity_rank(a.severity)):
         counts[a.severity] = counts.get(a.severity, 0) + 1
-    return ", ".join(f"{n:,} {sev}" for sev, n in counts.items())
+    return counts
+
+
+def _severity_counts(alerts: Iterable[PendingAlert]) -> str:
+    return ", ".join(f"{n:,} {sev}" for sev, n in _severity_tally(alerts).items())
 
 
 def rank_pending(alerts: Iterable[PendingAlert]) -> list[PendingAlert]:
@@ -874,13 +879,7 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
     more = n - len(top)
     stakes = Stakes.of(ordered)
     counts = _severity_counts(ordered)
-    by_kind: OrderedDict[str, OrderedDict[str, int]] = OrderedDict()
-    for kind in ("stock", "anomaly"):
-        sev: OrderedDict[str, int] = OrderedDict()
-        for a in sorted((a for a in ordered if a.kind == kind), key=lambda a: severity_rank(a.severity)):
-            sev[a.severity] = sev.get(a.severity, 0) + 1
-        if sev:
-            by_kind[kind] = sev
+    by_kind = [(kind, [a for a in ordered if a.kind == kind]) for kind in ("stock", "anomaly")]
     plural = "s" if n != 1 else ""
     at_risk = fmt_value(stakes.at_risk, "money", currency)
     what = " and ".join({"anomaly": "sales anomalies", "stock": "stock"}.get(k, k)
@@ -913,8 +912,8 @@ def digest_message(alerts: Sequence[PendingAlert], *, sender: str, recipients: S
         "title": title, "subtitle": shop_name, "shop_name": shop_name, "summary": summary,
         "preheader": lead, "lead": lead, "n": n, "more": more, "top_n": len(groups),
         "cards": [_group_card(g, i, currency) for i, g in enumerate(groups, start=1)],
-        "by_kind": [{"kind": KIND_LABELS.get(k, k), "counts": ", ".join(f"{c:,} {s}" for s, c in v.items()),
-                     "n": sum(v.values())} for k, v in by_kind.items()],
+        "by_kind": [{"kind": KIND_LABELS.get(k, k), "counts": _severity_counts(of_kind),
+                     "n": len(of_kind)} for k, of_kind in by_kind if of_kind],
         "full_list": full_list, "other_files": [f.filename for f in files if f.filename != full_list],
         "chart": bool(chart), "unsubscribe": unsubscribe,
     }
