@@ -286,3 +286,11 @@ def test_the_attachment_is_the_days_workbook_or_none_when_there_is_nothing_to_or
     _, cells = _sheet_rows(data)
     assert any(r[0] == "Grand total" for r in cells) and "Order cost (GBP)" in next(r for r in cells if r[0] == "SKU")
     assert reorder_attachment(con, AS_OF + DAY, "EUR") is None
+
+
+def test_the_summary_of_a_list_without_any_known_cost_names_no_order_cost(con):
+    rows = [r for r in _rows(con) if r["unit_cost"] is None]  # U1 and U2: no known unit cost
+    _, cells = _sheet_rows(reorder_workbook_bytes(rows[:1], "EUR", as_of=AS_OF))
+    assert cells[1][0] == "1 product to order, 5 units, order cost unknown (no known unit cost)"
+    _, cells = _sheet_rows(reorder_workbook_bytes(rows, "EUR", as_of=AS_OF))
+    assert cells[1][0] == "2 products to order, 7 units, order cost unknown (no known unit cost)"

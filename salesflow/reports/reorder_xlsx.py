@@ -126,10 +126,15 @@ def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]] | duckdb.DuckDBPyCo
     title = "Reorder list" + (f" as of {as_of.isoformat()}" if as_of else "")
     set_text(ws.cell(row=1, column=1), f"{shop_name}: {title}" if shop_name else title)
     ws.cell(row=1, column=1).font = TITLE_FONT
-    summary = (f"{grand.products} products to order, {grand.units:,} units, order cost "
-               f"{fmt_value(grand.cost, 'money', currency)}")
-    if grand.without_cost:
-        summary += f" ({grand.without_cost} without a known unit cost)"
+    summary = (f"{grand.products:,} product{'s' if grand.products != 1 else ''} to order, "
+               f"{grand.units:,} unit{'s' if grand.units != 1 else ''}, order cost ")
+    # like the total rows: no order cost at all, not 0.00, when no product's unit cost is known
+    if grand.without_cost == grand.products:
+        summary += "unknown (no known unit cost)"
+    else:
+        summary += fmt_value(grand.cost, "money", currency)
+        if grand.without_cost:
+            summary += f" ({grand.without_cost} without a known unit cost)"
     if not rows:
         summary = "Nothing to order: no product's stock falls short of its forecast over its lead time."
     set_text(ws.cell(row=2, column=1), summary)
