@@ -345,6 +345,9 @@ def test_a_total_level_shift_row_is_attributed_over_its_days():
     # without its last day the sums are not the first day's revenue: no attribution
     assert explain_anomaly(con, {**row, "note": ""}) == "Revenue 30% above expected."
     assert explain_anomaly(con, {**row, "series_id": "B"}) is None
+    # a row without figures (NULL or NaN in the warehouse) gets no sentence rather than an error
+    assert explain_anomaly(con, {**row, "expected": None}) is None
+    assert explain_anomaly(con, {**row, "observed": float("nan")}) is None
 
 
 # -- comparison periods ----------------------------------------------------------------------

@@ -386,8 +386,10 @@ def total_anomaly_attribution(con: duckdb.DuckDBPyConnection, day: date, observe
     end = day if end is None else end
     if end < day:
         raise ValueError(f"end {end} is before day {day}")
+    if observed is None or expected is None:
+        return None
     obs, exp = Decimal(repr(float(observed))), Decimal(repr(float(expected)))
-    if exp <= 0 or obs == exp:
+    if not (obs.is_finite() and exp.is_finite()) or exp <= 0 or obs == exp:
         return None
     pct = ((obs - exp) * 100 / exp).quantize(CENT, rounding=ROUND_HALF_UP)
     what = {"revenue": "Revenue", "orders": "Orders", "units": "Units"}.get(quantity, quantity.capitalize())
@@ -444,9 +446,9 @@ def explain_total_anomaly(con: duckdb.DuckDBPyConnection, day: date, observed, e
     """"Revenue 38% below expected; Bakery (-420.00 EUR) accounted for 60% of the gap." for the
     shop's anomaly of ``day`` (to ``end`` for an event of several days: pass its last day, as
     its observed and expected figures are the event's sums); None when nothing is expected
-    (``expected`` <= 0) or observed equals expected. Without categories the products are named;
-    when the named ones make less than half of the gap, the sentence says how many it is
-    spread across. A spike of twice the expected or more reads "N times expected"; a day
+    (``expected`` <= 0), a figure is missing (NULL or NaN) or observed equals expected.
+    Without categories the products are named; when the named ones make less than half of the
+    gap, the sentence says how many it is spread across. A spike of twice the expected or more reads "N times expected"; a day
     without sales reads "no sales at all" and names nothing. No attribution either with a
     ``quantity`` other than revenue, without history to share the expected revenue by, or when
     ``observed`` is not (within ``MATCH_TOLERANCE``) the warehouse's revenue of those days."""
