@@ -417,17 +417,16 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
     # the window when the event was confirmed later: the run writes it while it reaches into its
     # lookback, and the ledger mails its key once; one that began more than EVENT_LOOKBACK_DAYS
     # ago is not news
-    events = ", ".join(f"'{k}'" for k in MULTI_DAY_KINDS)
     rows = con.execute(
-        f"""SELECT series_id, ds, direction, severity, observed, expected, lower, upper, score,
+        """SELECT series_id, ds, direction, severity, observed, expected, lower, upper, score,
                   kind, note
            FROM ml.sales_anomalies
-           WHERE as_of = ? AND ds <= ? AND (ds >= ? OR (kind IN ({events}) AND ds >= ?))
+           WHERE as_of = ? AND ds <= ? AND (ds >= ? OR (list_contains(?, kind) AND ds >= ?))
              AND coalesce(lower(severity), 'none') <> 'none'
            QUALIFY row_number() OVER (PARTITION BY series_id, ds, direction
                                       ORDER BY abs(score) DESC NULLS LAST) = 1
            ORDER BY ds, series_id""",
-        [as_of, as_of, as_of - timedelta(days=lookback_days - 1),
+        [as_of, as_of, as_of - timedelta(days=lookback_days - 1), list(MULTI_DAY_KINDS),
          as_of - timedelta(days=max(lookback_days, EVENT_LOOKBACK_DAYS) - 1)]).fetchall()
     out = []
     for row in rows:
