@@ -527,10 +527,11 @@ def stock_demand(con: duckdb.DuckDBPyConnection, as_of: date, *,
         for sku, rows in days.items():
             lead = lead_of(sku, categories.get(sku))
             within = [y for ds, y in rows if ds <= as_of + timedelta(days=lead)]
-            # a forecast shorter than the lead time is no basis for it
-            if lead > 0 and len({ds for ds, _ in rows if ds <= as_of + timedelta(days=lead)}) == lead:
-                out[sku] = Demand(_dec(sum(within)), lead,
-                                  f"sales forecast over the {lead}-day lead time")
+            units = _dec(sum(within))
+            # a forecast shorter than the lead time, or with a day not a number, is no basis
+            if (lead > 0 and units is not None
+                    and len({ds for ds, _ in rows if ds <= as_of + timedelta(days=lead)}) == lead):
+                out[sku] = Demand(units, lead, f"sales forecast over the {lead}-day lead time")
     if has_table(con, "marts", "reorder_suggestions"):
         for sku, units, lead, basis, stockout in con.execute(
                 "SELECT sku, demand_units, lead_time_days, basis, stockout_date "

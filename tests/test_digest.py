@@ -487,3 +487,16 @@ def test_a_shop_gap_and_its_products_gaps_on_one_day_are_not_counted_twice():
     msg = alerts_mod.digest_message(alerts, sender="salesflow@shop.example", recipients=[OWNER],
                                     shop_name=SHOP, currency="EUR", as_of=AS_OF)
     assert "1,000.00 EUR at stake" in msg["Subject"]
+
+
+def test_a_forecast_day_that_is_not_a_number_falls_back_on_the_28_day_average(shop):
+    # L: low, 4 left, 1.5 a day over 28 days; its forecast has a NaN day: 7 x 1.5 = 10.5
+    # expected, 6.5 short x 4.00 = 26.00 at risk
+    shop.product("L", "Lamp", "4.00", sells=(1, "4"), stock=4, threshold=6, status="LOW",
+                 severity="high", avg_units="1.5")
+    shop.forecast("L", 2.0, 14)
+    shop.con.execute("UPDATE ml.sales_forecast SET yhat = 'NaN'::DOUBLE WHERE series_id = 'L' "
+                     "AND ds = ?", [AS_OF + timedelta(days=3)])
+    found = {a.details.get("sku"): a for a in build_alerts(shop.finish().con, AS_OF, currency="EUR")}
+    assert found["L"].value == D("26.00")
+    assert found["L"].details["basis"].startswith("28-day average")
