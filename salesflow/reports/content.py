@@ -32,9 +32,9 @@ Sections:
 * Top products: ``marts.top_products`` (window ``7d`` for weekly, ``mtd`` for monthly); for a
   daily report the day's ``marts.product_daily_sales`` ranked the same way (revenue, then sku).
 * Stock alerts: the as-of day's ``marts.stock_status`` rows that are OUT_OF_STOCK or LOW or
-  carry a severity other than ``none``, most severe first, then by the money the product sells
-  a day (28-day average units times its current ``raw.products`` price), with their reorder
-  quantities.
+  carry a severity other than ``none``, most severe first (out of stock before low within a
+  severity), then by the money the product sells a day (28-day average units times its current
+  ``raw.products`` price), with their reorder quantities.
 * Anomalies: ``ml.sales_anomalies`` for days of the period, each series and day as scored by
   the latest run on or before the as-of day, most severe first.
 * Expenses: ``marts.expenses_monthly`` of the as-of day's month, and ``marts.profit_monthly``
@@ -519,8 +519,8 @@ _STATUS_SQL = ("CASE status WHEN 'OUT_OF_STOCK' THEN 0 WHEN 'LOW' THEN 1 WHEN 'D
 
 
 def load_stock(con, period: Period) -> tuple[Table, dict[str, int]]:
-    # within a severity, the products that sell the most money a day come first: their
-    # shortage costs the most (a catalogue of thousands has hundreds of alerts)
+    # within a severity and status, the products that sell the most money a day come first:
+    # their shortage costs the most (a catalogue of thousands has hundreds of alerts)
     price = ("(SELECT sku, CAST(max(price) AS DECIMAL(18,2)) AS price FROM raw.products "
              "GROUP BY sku)" if _has_table(con, "raw.products")
              else "(SELECT NULL::VARCHAR AS sku, NULL::DECIMAL(18,2) AS price)")
