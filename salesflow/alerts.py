@@ -439,10 +439,12 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, as_of: date, *,
         name = None if total else (names.get(series) or facts.name)
         label = "Total sales" if total else (f"{name} ({series})" if name else series)
         gap = None if observed is None or expected is None else _dec(observed) - _dec(expected)
-        if total:
+        if gap is None:
+            value, value_note = None, "no expected figure"
+        elif total:
             value = _cents(gap)
-            value_note = "revenue above expected" if (value or 0) > 0 else "revenue below expected"
-        elif gap is not None and facts.price is not None:
+            value_note = "revenue above expected" if value > 0 else "revenue below expected"
+        elif facts.price is not None:
             value = _cents(gap * facts.price)
             if kind == "stock_drop":
                 value_note = f"stock lost, at the selling price of {_money(facts.price, currency)}"

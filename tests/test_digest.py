@@ -500,3 +500,13 @@ def test_a_forecast_day_that_is_not_a_number_falls_back_on_the_28_day_average(sh
     found = {a.details.get("sku"): a for a in build_alerts(shop.finish().con, AS_OF, currency="EUR")}
     assert found["L"].value == D("26.00")
     assert found["L"].details["basis"].startswith("28-day average")
+
+
+def test_an_anomaly_without_an_expected_figure_says_so_not_that_no_price_is_known(shop):
+    shop.product("E", "Gizmo", "5.00", sells=(6, "30"), stock=500, threshold=5)
+    shop.anomaly("E", day(1), 30.0, None, None, None, "up", kind="spike")
+    shop.anomaly("TOTAL", day(1), 400.0, None, None, None, "down")
+    found = {a.details["series_id"]: a for a in build_alerts(shop.finish().con, AS_OF, currency="EUR")}
+    for series in ("E", "TOTAL"):
+        assert found[series].value is None
+        assert found[series].value_note == "no expected figure"
