@@ -19,7 +19,8 @@ message, ``ops.alerts_sent`` the key once delivered. A notice is first stored ``
 complete message, attachments included, so it no longer depends on the files), then
 ``sending`` while the server has it, then ``sent``. When the server cannot be reached the
 notice goes back to ``queued`` with the error, the import itself stays committed, and the
-next import run sends it before its own (the same bytes and Message-ID). A message left
+next import run sends it before its own (the same bytes and Message-ID; one queued while the
+mail settings were wrong goes out from the configured sender). A message left
 ``sending`` by a process that died is sent again the same way, by the next import run or the
 next alert run, so a notice is never lost; a mail program shows the repeat once by its
 Message-ID.
@@ -41,8 +42,8 @@ from salesflow.email_render import render
 from salesflow.errors import MailConfigError, MailDeliveryError
 from salesflow.imports.kinds import KINDS
 from salesflow.imports.reading import column_letter
-from salesflow.mailer import (Attachment, Mailer, Recipients, build_message, parse_addresses, redact,
-                              sender_domain, stored_message)
+from salesflow.mailer import (Attachment, Mailer, Recipients, bare_address, build_message,
+                              parse_addresses, redact, sender_domain, stored_message)
 from salesflow.warehouse import OPS_DDL, transaction
 
 IMPORT_RECIPIENTS_ENV = "SALESFLOW_IMPORT_RECIPIENTS"
@@ -51,6 +52,8 @@ FIRST_ERRORS = 10
 # the attached error list is skipped above this size; the message says where the file is
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 ERROR_CHARS = 4000
+# the From of a notice queued without mail settings; replaced by the sender when it goes out
+UNSET_SENDER = "SalesFlow <salesflow@localhost>"
 STATUS_WORDS = {"committed": "committed", "duplicate": "skipped (duplicate)",
                 "rejected": "rejected"}
 
@@ -263,6 +266,12 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
                         "WHERE message_id = ?", [message_id])
             continue
         msg = stored_message(raw)
+        if bare_address(str(msg["From"] or "")) == bare_address(UNSET_SENDER):
+            # queued while the mail settings were wrong: it goes out from the configured sender,
+            # stored so that a resend after an unknown outcome is the same message
+            msg.replace_header("From", mailer.sender)
+            con.execute("UPDATE ops.alert_deliveries SET message = ? WHERE message_id = ?",
+                        [bytes(msg), message_id])
         con.execute("UPDATE ops.alert_deliveries SET status = 'sending', transport = ?, "
                     "error = NULL WHERE message_id = ?", [mailer.transport, message_id])
         try:
@@ -307,7 +316,7 @@ def notify_import(con: duckdb.DuckDBPyConnection, mailer: Mailer | None, outcome
         if _known(con, key):
             result.already = True
         else:
-            sender = mailer.sender if mailer is not None else "SalesFlow <salesflow@localhost>"
+            sender = mailer.sender if mailer is not None else UNSET_SENDER
             token = _safe_token(key.split(":", 2)[2])
             msg = import_result_message(
                 outcome, sender=sender, recipients=recipients, shop_name=shop_name,

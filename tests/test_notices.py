@@ -249,6 +249,17 @@ def test_the_ledger_sends_an_import_notice_once_and_nothing_without_recipients(t
     assert con.execute("SELECT count(*) FROM ops.alerts_sent").fetchone()[0] == 1
 
 
+def test_a_notice_queued_without_mail_settings_goes_out_from_the_configured_sender(tmp_path):
+    con = _ledger(tmp_path)
+    queued = notify_import(con, None, _rejection(tmp_path), [OPS], shop_name=SHOP)
+    assert queued.queued and queued.waiting == 0 and queued.error == "no mailer configured"
+    mailer = Mailer(SmtpSettings(sender=SENDER), outbox_dir=tmp_path / "outbox")
+    later = notify_import(con, mailer, ImportOutcome("missing", "y.csv"), [OPS], shop_name=SHOP)
+    assert later.sent == [queued.key] and later.waiting == 0
+    [path] = (tmp_path / "outbox").glob("*.eml")
+    assert _read(path)["From"] == SENDER
+
+
 def test_a_notice_whose_delivery_is_unknown_is_resent_with_the_same_message_id(tmp_path):
     con = _ledger(tmp_path)
 
