@@ -106,7 +106,8 @@ def parse_category_lead_times(text: str, *, name: str = CATEGORY_ENV) -> dict[st
         category, days_text = category.strip(), days_text.strip()
         if not sep or not category or not days_text:
             raise ValueError(f"{name}: {item!r} is not Category=days (e.g. Bakery=2,Garden tools=21)")
-        if not days_text.isdigit():
+        # ASCII digits only: str.isdigit() also takes superscripts, which int() refuses
+        if not (days_text.isascii() and days_text.isdigit()):
             raise ValueError(f"{name}: {item!r}: the lead time must be a whole number of days, "
                              f"got {days_text!r}")
         days = int(days_text)

@@ -131,7 +131,8 @@ def test_category_lead_times_are_parsed_strictly_naming_the_bad_entry():
     assert reorder.parse_category_lead_times("") == {}
     for text, named in (("Bakery=2,Garden tools", "'Garden tools'"), ("Bakery=two", "'Bakery=two'"),
                         ("=3", "'=3'"), ("Bakery=-1", "'Bakery=-1'"), ("Bakery=2.5", "'Bakery=2.5'"),
-                        ("Bakery=400", "'Bakery=400'"), ("Bakery=2,BAKERY=3", "'BAKERY=3'")):
+                        ("Bakery=400", "'Bakery=400'"), ("Bakery=2,BAKERY=3", "'BAKERY=3'"),
+                        ("Bakery=\u00b2", "'Bakery=\u00b2'")):  # a superscript two is no number
         with pytest.raises(ValueError, match=reorder.CATEGORY_ENV) as err:
             reorder.parse_category_lead_times(text)
         assert named in str(err.value), (text, str(err.value))
