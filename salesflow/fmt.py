@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -53,3 +54,18 @@ def fmt_growth(value) -> str:
         return NA
     sign = "+" if value > 0 else ""
     return f"{sign}{_group(Decimal(str(value)), 2)} %"
+
+
+def span_label(start: date, end: date) -> str:
+    """A period as the reports and their sentences name it: "Friday 2 December 2011",
+    "November 2011" (a whole calendar month), "1 - 15 December 2024", "28 November -
+    4 December 2011", "28 December 2024 - 3 January 2025"."""
+    if start == end:
+        return f"{start:%A} {start.day} {start:%B %Y}"
+    if (start.year, start.month) == (end.year, end.month):
+        if start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]:
+            return f"{start:%B %Y}"
+        return f"{start.day} - {end.day} {end:%B %Y}"
+    if start.year == end.year:
+        return f"{start.day} {start:%B} - {end.day} {end:%B %Y}"
+    return f"{start.day} {start:%B %Y} - {end.day} {end:%B %Y}"

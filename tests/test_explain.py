@@ -353,9 +353,9 @@ def test_a_total_level_shift_row_is_attributed_over_its_days():
 # -- comparison periods ----------------------------------------------------------------------
 def test_daily_compares_with_the_same_weekday_last_week():
     assert comparison_periods("daily", date(2025, 6, 10), date(2025, 6, 10)) == [
-        ("Tuesday 2025-06-03", date(2025, 6, 3), date(2025, 6, 3))]
+        ("Tuesday 3 June 2025", date(2025, 6, 3), date(2025, 6, 3))]
     assert comparison_periods("daily", date(2025, 1, 3), date(2025, 1, 3)) == [
-        ("Friday 2024-12-27", date(2024, 12, 27), date(2024, 12, 27))]
+        ("Friday 27 December 2024", date(2024, 12, 27), date(2024, 12, 27))]
 
 
 def test_weekly_compares_with_the_previous_week_and_the_same_iso_week_last_year():

@@ -147,7 +147,7 @@ def test_report_periods():
     assert (p.start, p.end, p.prev_start, p.prev_end) == (date(2025, 3, 1),) * 2 + (date(2025, 2, 22),) * 2
     assert p.prev_start.isoweekday() == p.start.isoweekday() == 6
     assert [s[0] for s in comparison_spans(p)] == ["Same weekday last week"]
-    assert comparison_spans(p)[0][1] == "Saturday 2025-02-22"  # how a sentence names it
+    assert comparison_spans(p)[0][1] == "Saturday 22 February 2025"  # how a sentence names it
     p = report_period("weekly", date(2025, 6, 29))  # a Sunday: the ISO week Mon 23 - Sun 29
     assert (p.start, p.end, p.prev_start, p.prev_end) == (
         date(2025, 6, 23), date(2025, 6, 29), date(2025, 6, 16), date(2025, 6, 22))

@@ -63,6 +63,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from salesflow.fmt import span_label
 from salesflow.reports import explain
 from salesflow.settings import ShopSettings
 
@@ -100,31 +101,15 @@ class Period:
 
     @property
     def label(self) -> str:
-        return _span_label(self.kind, self.start, self.end)
+        return span_label(self.start, self.end)
 
     @property
     def prev_label(self) -> str:
-        return _span_label(self.kind, self.prev_start, self.prev_end)
+        return span_label(self.prev_start, self.prev_end)
 
     @property
     def title(self) -> str:
         return f"{self.kind.capitalize()} report"
-
-
-def _month_end(day: date) -> date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
-
-
-def _span_label(kind: str, start: date, end: date) -> str:
-    if start == end:
-        return f"{start:%A} {start.day} {start:%B %Y}"
-    if kind == "monthly" and start.day == 1 and end == _month_end(start):
-        return f"{start:%B %Y}"
-    if start.year != end.year:
-        return f"{start.day} {start:%B %Y} - {end.day} {end:%B %Y}"
-    if start.month != end.month:
-        return f"{start.day} {start:%B} - {end.day} {end:%B %Y}"
-    return f"{start.day} - {end.day} {end:%B %Y}"
 
 
 def report_period(kind: str, as_of: date) -> Period:
@@ -230,12 +215,12 @@ class Comparison:
     end: date
     kpis: list[ComparedKpi]
     days: int
-    base_label: str = ""  # the period in a sentence: "the previous week", "Monday 2025-06-23"
+    base_label: str = ""  # the period in a sentence: "the previous week", "Monday 23 June 2025"
 
     @property
     def span_label(self) -> str:
         # a whole calendar month reads as its name; no shorter span can be mistaken for one
-        return _span_label("monthly", self.start, self.end)
+        return span_label(self.start, self.end)
 
     @property
     def available(self) -> bool:

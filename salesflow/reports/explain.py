@@ -57,7 +57,7 @@ from math import floor
 
 import duckdb
 
-from salesflow.fmt import fmt_change, fmt_value
+from salesflow.fmt import fmt_change, fmt_value, span_label
 from salesflow.warehouse import has_table
 
 UNCATEGORIZED = "Uncategorized"
@@ -505,21 +505,10 @@ def _month_span(year: int, month: int, start: date, end: date) -> tuple[date, da
     return date(year, month, first), date(year, month, last)
 
 
-def _span_text(start: date, end: date) -> str:
-    if start == end:
-        return f"{start:%A} {start.isoformat()}"
-    if start.day == 1 and end == end.replace(day=_month_len(end.year, end.month)) \
-            and (start.year, start.month) == (end.year, end.month):
-        return f"{start:%B %Y}"
-    if (start.year, start.month) == (end.year, end.month):
-        return f"{start.day} - {end.day} {end:%B %Y}"
-    return f"{start.isoformat()} to {end.isoformat()}"
-
-
 def comparison_periods(kind: str, start: date, end: date) -> list[tuple[str, date, date]]:
     """What a ``kind`` report's period [start, end] is compared with: ``(label, start, end)``.
 
-    * ``daily``: the same weekday last week ("Tuesday 2025-06-03");
+    * ``daily``: the same weekday last week ("Tuesday 3 June 2025");
     * ``weekly``: the previous week, and the same ISO week (same weekdays) last year; ISO week
       53 of a year whose previous year has 52 weeks is compared with week 52;
     * ``monthly``: the previous month and the same month last year, each over the same days of
@@ -532,7 +521,7 @@ def comparison_periods(kind: str, start: date, end: date) -> list[tuple[str, dat
     week = timedelta(weeks=1)
     if kind == "daily":
         s, e = start - week, end - week
-        return [(_span_text(s, e), s, e)]
+        return [(span_label(s, e), s, e)]
     if kind == "weekly":
         length = end - start
         year, wk, weekday = start.isocalendar()
@@ -544,5 +533,5 @@ def comparison_periods(kind: str, start: date, end: date) -> list[tuple[str, dat
         prev_year, prev_month = (start.year, start.month - 1) if start.month > 1 else (start.year - 1, 12)
         p = _month_span(prev_year, prev_month, start, end)
         y = _month_span(start.year - 1, start.month, start, end)
-        return [(_span_text(*p), *p), (_span_text(*y), *y)]
+        return [(span_label(*p), *p), (span_label(*y), *y)]
     raise ValueError(f"unknown report kind {kind!r}; expected daily, weekly or monthly")
