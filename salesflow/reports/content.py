@@ -509,6 +509,12 @@ def load_stock(con, period: Period) -> tuple[Table, dict[str, int]]:
     price = ("(SELECT sku, CAST(max(price) AS DECIMAL(18,2)) AS price FROM raw.products "
              "GROUP BY sku)" if _has_table(con, "raw.products")
              else "(SELECT NULL::VARCHAR AS sku, NULL::DECIMAL(18,2) AS price)")
+    # the quantity to order is the reorder list's (from the forecast, as the digest's workbook
+    # says) when the day has one; a product missing from it has nothing to order
+    listed = _has_table(con, "marts.reorder_suggestions") and con.execute(
+        "SELECT count(*) > 0 FROM marts.reorder_suggestions WHERE as_of = ?", [period.as_of]).fetchone()[0]
+    reorder = ("coalesce((SELECT r.suggested_qty FROM marts.reorder_suggestions r "
+               "WHERE r.as_of = priced.as_of AND r.sku = priced.sku), 0)" if listed else "reorder_qty")
     rows = _rows(con, f"""
         WITH priced AS (
             SELECT s.*, CAST(round(s.avg_daily_units_28d * p.price, 2) AS DECIMAL(18,2))
@@ -517,7 +523,8 @@ def load_stock(con, period: Period) -> tuple[Table, dict[str, int]]:
             WHERE s.as_of = ?
               AND (s.status IN ('OUT_OF_STOCK', 'LOW') OR coalesce(s.severity, 'none') <> 'none'))
         SELECT severity, status, sku, coalesce(product_name, sku), stock_quantity,
-               low_stock_threshold, avg_daily_units_28d, days_of_cover, reorder_qty, sales_per_day
+               low_stock_threshold, avg_daily_units_28d, days_of_cover, {reorder} AS reorder_qty,
+               sales_per_day
         FROM priced
         ORDER BY {_SEVERITY_SQL}, {_STATUS_SQL}, sales_per_day DESC NULLS LAST,
                  days_of_cover NULLS LAST, sku""", [period.as_of])
