@@ -36,7 +36,7 @@ from datetime import date
 
 import duckdb
 
-from salesflow.warehouse import ensure_schema, transaction
+from salesflow.warehouse import ensure_schema, has_table, transaction
 
 NO_CUSTOMERS_NOTE = "no customer ids in the sales"
 
@@ -201,38 +201,50 @@ def build_customer_as_of(con: duckdb.DuckDBPyConnection, as_of: date) -> dict:
             "cohort_rows": cohort_rows, "cohorts": cohorts, "segments": segments}
 
 
+# RFM scores and segments of every customer as of $1, in the columns of marts.customer_rfm
+_RFM_SELECT = f"""
+    WITH {_SALES},
+    base AS (
+        SELECT customer_id, min(sale_date) AS first_sale_date, max(sale_date) AS last_sale_date,
+               CAST(date_diff('day', max(sale_date), CAST($1 AS DATE)) AS INTEGER) AS recency_days,
+               CAST(count(*) AS INTEGER) AS frequency,
+               CAST(coalesce(sum(total_amount), 0) AS DECIMAL(38,2)) AS monetary
+        FROM sales
+        WHERE customer_id IS NOT NULL AND sale_date <= $1
+        GROUP BY 1),
+    tiles AS (
+        SELECT *,
+               ntile(5) OVER (ORDER BY recency_days DESC, customer_id) AS r_tile,
+               ntile(5) OVER (ORDER BY frequency, customer_id) AS f_tile,
+               ntile(5) OVER (ORDER BY monetary, customer_id) AS m_tile
+        FROM base),
+    scored AS (
+        SELECT *,
+               CAST(min(r_tile) OVER (PARTITION BY recency_days) AS INTEGER) AS r_score,
+               CAST(min(f_tile) OVER (PARTITION BY frequency) AS INTEGER) AS f_score,
+               CAST(min(m_tile) OVER (PARTITION BY monetary) AS INTEGER) AS m_score
+        FROM tiles),
+    fm AS (SELECT *, (f_score + m_score + 1) // 2 AS fm FROM scored)
+    SELECT CAST($1 AS DATE) AS as_of, customer_id, first_sale_date, last_sale_date, recency_days,
+           frequency, monetary, r_score, f_score, m_score, {_SEGMENT_CASE} AS segment
+    FROM fm"""
+
+
 def _insert_rfm(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
-    con.execute(
-        f"""
-        INSERT INTO marts.customer_rfm
-        WITH {_SALES},
-        base AS (
-            SELECT customer_id, min(sale_date) AS first_sale_date, max(sale_date) AS last_sale_date,
-                   CAST(date_diff('day', max(sale_date), CAST($1 AS DATE)) AS INTEGER) AS recency_days,
-                   CAST(count(*) AS INTEGER) AS frequency,
-                   CAST(coalesce(sum(total_amount), 0) AS DECIMAL(38,2)) AS monetary
-            FROM sales
-            WHERE customer_id IS NOT NULL AND sale_date <= $1
-            GROUP BY 1),
-        tiles AS (
-            SELECT *,
-                   ntile(5) OVER (ORDER BY recency_days DESC, customer_id) AS r_tile,
-                   ntile(5) OVER (ORDER BY frequency, customer_id) AS f_tile,
-                   ntile(5) OVER (ORDER BY monetary, customer_id) AS m_tile
-            FROM base),
-        scored AS (
-            SELECT *,
-                   CAST(min(r_tile) OVER (PARTITION BY recency_days) AS INTEGER) AS r_score,
-                   CAST(min(f_tile) OVER (PARTITION BY frequency) AS INTEGER) AS f_score,
-                   CAST(min(m_tile) OVER (PARTITION BY monetary) AS INTEGER) AS m_score
-            FROM tiles),
-        fm AS (SELECT *, (f_score + m_score + 1) // 2 AS fm FROM scored)
-        SELECT CAST($1 AS DATE), customer_id, first_sale_date, last_sale_date, recency_days,
-               frequency, monetary, r_score, f_score, m_score, {_SEGMENT_CASE}
-        FROM fm
-        ORDER BY customer_id""",
-        [as_of],
-    )
+    con.execute(f"INSERT INTO marts.customer_rfm {_RFM_SELECT} ORDER BY customer_id", [as_of])
+
+
+def segment_counts(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, int]:
+    """Customers per RFM segment as of ``as_of``: what ``marts.customer_rfm`` holds for that day
+    when it was built for it, else the same scoring computed now (the mart keeps the latest
+    sale day; a report of an earlier week or month needs its own last day)."""
+    if has_table(con, "marts", "customer_rfm") and con.execute(
+            "SELECT count(*) FROM marts.customer_rfm WHERE as_of = ?", [as_of]).fetchone()[0]:
+        rows = con.execute("SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? "
+                           "GROUP BY 1", [as_of]).fetchall()
+    else:
+        rows = con.execute(f"SELECT segment, count(*) FROM ({_RFM_SELECT}) GROUP BY 1", [as_of]).fetchall()
+    return {str(k): int(v) for k, v in rows}
 
 
 def _insert_cohorts(con: duckdb.DuckDBPyConnection, as_of: date) -> None:

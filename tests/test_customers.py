@@ -17,6 +17,7 @@ from salesflow.customers import (
     SEGMENTS,
     build_customer_as_of,
     build_customer_daily,
+    segment_counts,
     segment_for,
 )
 from salesflow.warehouse import connect, ensure_schema
@@ -150,6 +151,20 @@ def test_rfm_only_counts_sales_up_to_as_of(shop):
     assert got["A"][2:5] == (21, 2, Decimal("25.00"))
     # ties share a score: no two customers with equal frequency differ in F
     assert got["B"][6] == got["C"][6] == 1
+
+
+def test_segment_counts_of_a_day_the_mart_was_not_built_for(shop):
+    """A weekly or monthly report needs the segments on its last day, while the mart keeps the
+    latest sale day: the counts of an earlier day are scored as the mart would score them."""
+    build_customer_as_of(shop, MAR31)
+    jan31 = date(2025, 1, 31)
+    assert segment_counts(shop, MAR31) == {"Champions": 2, "About to Sleep": 1, "At Risk": 1, "Lost": 1}
+    earlier = segment_counts(shop, jan31)
+    assert shop.execute("SELECT count(*) FROM marts.customer_rfm WHERE as_of = ?", [jan31]).fetchone()[0] == 0
+    build_customer_as_of(shop, jan31)
+    assert earlier == {seg: n for seg, n in shop.execute(
+        "SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? GROUP BY 1", [jan31]).fetchall()}
+    assert sum(earlier.values()) == 3
 
 
 def test_segment_grid_covers_every_score_and_uses_all_segments():

@@ -606,7 +606,7 @@ NO_CUSTOMER_IDS_NOTE = ("No customer figures: the sales carry no customer ids (t
 def load_customers(con, period: Period) -> tuple[CustomerSummary | None, str | None]:
     """The period's customers and the RFM segments on its last day; (None, note) when no sale
     up to the last day carries a customer id."""
-    from salesflow.customers import SEGMENTS
+    from salesflow.customers import SEGMENTS, segment_counts
 
     if not _has_table(con, "raw.sales"):
         return None, NO_CUSTOMER_IDS_NOTE
@@ -632,11 +632,7 @@ def load_customers(con, period: Period) -> tuple[CustomerSummary | None, str | N
     known, customers, new, returning, repeaters, orders, identified = (int(v) for v in row)
     if known == 0:
         return None, NO_CUSTOMER_IDS_NOTE
-    segments: dict[str, int] = {}
-    if _has_table(con, "marts.customer_rfm"):
-        segments = dict(con.execute(
-            "SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? GROUP BY 1",
-            [period.end]).fetchall())
+    segments = segment_counts(con, period.end)
     ordered = [(name, int(segments.pop(name))) for name in SEGMENTS if name in segments]
     ordered += sorted((str(k), int(v)) for k, v in segments.items())
     return CustomerSummary(
