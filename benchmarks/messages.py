@@ -97,7 +97,7 @@ def cdnow():
     unit = (raw["dollar_value"] / raw["number_of_cds"]).round(2)
     products = pd.DataFrame({"sku": ["CD"], "name": ["CD"], "price": [round(float(unit.median()), 2)],
                              "cost": [None], "category": ["Music"], "stock_quantity": [0],
-                             "low_stock_threshold": [0]})
+                             "low_stock_threshold": [1]})
     when = pd.to_datetime(raw["date"], format="%Y-%m-%d") + pd.Timedelta(hours=12)
     sales = pd.DataFrame({
         "sale_id": np.arange(1, len(raw) + 1), "sale_ts": when.dt.strftime("%Y-%m-%dT%H:%M:%S"),
