@@ -96,7 +96,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -125,7 +124,7 @@ from salesflow.reports.excel import set_text
 from salesflow.reports.explain import explain_total_anomaly
 from salesflow.reports.files import report_message
 from salesflow.reports.reorder_xlsx import reorder_attachment
-from salesflow.settings import ShopSettings
+from salesflow.settings import ShopSettings, whole_number_from_env
 from salesflow.warehouse import OPS_DDL, has_table, registered, transaction
 
 ALERT_DDL = {name: OPS_DDL[name] for name in ("ops.alert_deliveries",)}
@@ -164,17 +163,7 @@ def ensure_alert_tables(con: duckdb.DuckDBPyConnection) -> None:
 # -- what an alert is worth ------------------------------------------------------------------
 def digest_top_n(environ=None) -> int:
     """``SALESFLOW_DIGEST_TOP_N``: how many alerts a digest shows as cards (default 10)."""
-    env = os.environ if environ is None else environ
-    text = (env.get(TOP_N_ENV) or "").strip()
-    if not text:
-        return DEFAULT_TOP_N
-    try:
-        n = int(text)
-    except ValueError:
-        raise ValueError(f"{TOP_N_ENV}: {text!r} is not a whole number") from None
-    if n < 1:
-        raise ValueError(f"{TOP_N_ENV} must be at least 1, got {n}")
-    return n
+    return whole_number_from_env(TOP_N_ENV, DEFAULT_TOP_N, environ=environ)
 
 
 def _dec(value) -> Decimal | None:

@@ -61,8 +61,9 @@ def parse_closed_days(text: str) -> tuple[str, ...]:
     return tuple(days)
 
 
-def whole_days_from_env(name: str, default: int, *, minimum: int = 1, environ=None) -> int:
-    """A number of days read from the environment variable ``name``: ``default`` when unset or
+def whole_number_from_env(name: str, default: int, *, minimum: int = 1, unit: str = "",
+                          environ=None) -> int:
+    """A whole number read from the environment variable ``name``: ``default`` when unset or
     blank; a value that is not a whole number, or below ``minimum``, is refused by name."""
     text = ((os.environ if environ is None else environ).get(name) or "").strip()
     if not text:
@@ -70,7 +71,13 @@ def whole_days_from_env(name: str, default: int, *, minimum: int = 1, environ=No
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of days, got {text!r}") from None
+        of = f" of {unit}" if unit else ""
+        raise ValueError(f"{name} must be a whole number{of}, got {text!r}") from None
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def whole_days_from_env(name: str, default: int, *, minimum: int = 1, environ=None) -> int:
+    """A number of days read from the environment variable ``name`` (see whole_number_from_env)."""
+    return whole_number_from_env(name, default, minimum=minimum, unit="days", environ=environ)
