@@ -671,24 +671,29 @@ def commit_customers(job: CommitJob) -> CommitReport:
         "phone": d["phone"], "city": d["city"],
         "customer_since": [x.isoformat() if x else None for x in d["customer_since"]],
     }).astype("object")
+    return _replace_by_key(
+        job, report, frame, "raw.customers", "customer_id",
+        """CAST(customer_id AS VARCHAR), CAST(name AS VARCHAR), CAST(email AS VARCHAR),
+           CAST(phone AS VARCHAR), CAST(city AS VARCHAR), CAST(customer_since AS DATE)""")
+
+
+def _replace_by_key(job: CommitJob, report: CommitReport, frame: pd.DataFrame, table: str,
+                    key: str, columns: str) -> CommitReport:
+    """Writes the frame's rows to a warehouse table of one row per key: a key imported again
+    replaces its earlier row. ``columns`` selects the table's columns before ``source_file``
+    and ``imported_at`` from the frame."""
+    v = job.validated
     con = job.con
     with transaction(con):
         if _already_committed(job, report):
             return report
-        with registered(con, _imp_customers=frame):
+        with registered(con, _imp_rows=frame):
             replaced = con.execute(
-                "SELECT count(*) FROM raw.customers WHERE customer_id IN "
-                "(SELECT customer_id FROM _imp_customers)").fetchone()[0]
-            con.execute("DELETE FROM raw.customers WHERE customer_id IN "
-                        "(SELECT customer_id FROM _imp_customers)")
-            con.execute(
-                """INSERT INTO raw.customers
-                   SELECT CAST(customer_id AS VARCHAR), CAST(name AS VARCHAR), CAST(email AS VARCHAR),
-                          CAST(phone AS VARCHAR), CAST(city AS VARCHAR),
-                          CAST(customer_since AS DATE), ?, ?
-                   FROM _imp_customers""",
-                [job.filename, job.imported_at],
-            )
+                f"SELECT count(*) FROM {table} WHERE {key} IN (SELECT {key} FROM _imp_rows)"
+            ).fetchone()[0]
+            con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM _imp_rows)")
+            con.execute(f"INSERT INTO {table} SELECT {columns}, ?, ? FROM _imp_rows",
+                        [job.filename, job.imported_at])
             _finish_warehouse(job, report, list(v.row_numbers),
                               {"rows": len(frame), "replaced": replaced})
     report.actions["new"] = len(frame) - replaced
@@ -732,23 +737,5 @@ def commit_lead_times(job: CommitJob) -> CommitReport:
     v = job.validated
     d = v.data
     frame = pd.DataFrame({"sku": d["sku"], "lead_time_days": d["lead_time_days"]}).astype("object")
-    con = job.con
-    with transaction(con):
-        if _already_committed(job, report):
-            return report
-        with registered(con, _imp_lead_times=frame):
-            replaced = con.execute(
-                "SELECT count(*) FROM raw.lead_times WHERE sku IN (SELECT sku FROM _imp_lead_times)"
-            ).fetchone()[0]
-            con.execute("DELETE FROM raw.lead_times WHERE sku IN (SELECT sku FROM _imp_lead_times)")
-            con.execute(
-                """INSERT INTO raw.lead_times
-                   SELECT CAST(sku AS VARCHAR), CAST(lead_time_days AS INTEGER), ?, ?
-                   FROM _imp_lead_times""",
-                [job.filename, job.imported_at],
-            )
-            _finish_warehouse(job, report, list(v.row_numbers),
-                              {"rows": len(frame), "replaced": replaced})
-    report.actions["new"] = len(frame) - replaced
-    report.actions["replaced"] = replaced
-    return report
+    return _replace_by_key(job, report, frame, "raw.lead_times", "sku",
+                           "CAST(sku AS VARCHAR), CAST(lead_time_days AS INTEGER)")
