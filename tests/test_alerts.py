@@ -40,6 +40,14 @@ def alerting_skus(con, day=AS_OF) -> dict[str, str]:
                             "(status IN ('OUT_OF_STOCK', 'LOW') OR severity <> 'none')", [day]).fetchall())
 
 
+def build_next_day(con) -> date:
+    """The marts of the day after AS_OF, as the next daily run builds them."""
+    next_day = AS_OF + timedelta(days=1)
+    marts.build_daily(con, next_day, next_day)
+    marts.build_as_of(con, next_day)
+    return next_day
+
+
 # -- which alerts ----------------------------------------------------------------------------
 def test_alerts_of_a_day_ranked_by_money(con):
     add_anomalies(con)
@@ -143,9 +151,7 @@ def test_an_event_confirmed_after_the_window_is_mailed_once_under_its_first_day(
     run_alerts(con, AS_OF, mailer, SAME, shop_name=SHOP)
     sent = len(smtp_server.messages)
     # the next day's run writes the same continuing event again: no second e-mail for it
-    next_day = AS_OF + timedelta(days=1)
-    marts.build_daily(con, next_day, next_day)
-    marts.build_as_of(con, next_day)
+    next_day = build_next_day(con)
     add_anomalies(con, [(next_day, "SNK-00003", first, 31.0, 60.0, 50.0, 70.0, -5.0, "down", "high",
                          "level_shift", "40% below for 13 open days so far")])
     result = run_alerts(con, next_day, mailer, SAME, shop_name=SHOP)
@@ -157,9 +163,7 @@ def test_the_next_day_sends_only_its_new_alerts(con, smtp_server):
     mailer = smtp_server.mailer()
     run_alerts(con, AS_OF, mailer, SAME, shop_name=SHOP)
     assert len(smtp_server.messages) == 1
-    next_day = AS_OF + timedelta(days=1)
-    marts.build_daily(con, next_day, next_day)
-    marts.build_as_of(con, next_day)
+    next_day = build_next_day(con)
     add_anomalies(con, [(next_day, "TOTAL", next_day, 10.0, 120.0, 90.0, 150.0, -6.0, "down", "critical",
                          "outage", "till offline")])
     result = run_alerts(con, next_day, mailer, SAME, shop_name=SHOP)
