@@ -299,6 +299,15 @@ D_START, D_END = date(2023, 1, 2), date(2025, 3, 31)
 D_SPIKE, D_DROP = date(2024, 5, 14), date(2024, 7, 10)
 
 
+def _lines(d, sku: str, units: np.ndarray, price: float, orders=1) -> pd.DataFrame:
+    """A product's lines on the days ``d`` it sold (``units`` > 0), at ``price`` a unit;
+    ``orders`` per day, or 1 on every selling day (a till exporting day totals)."""
+    keep = units > 0
+    return pd.DataFrame({"sale_date": d[keep], "sku": sku,
+                         "orders": orders[keep] if np.ndim(orders) else orders,
+                         "units": units[keep], "revenue": units[keep] * price})
+
+
 def _marts(rows: list[pd.DataFrame], days=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shop's day totals and its product lines from per-product frames; with ``days``,
     every one of those days has a total (0 where nothing sold)."""
@@ -335,9 +344,7 @@ def _daily_totals_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
         units = rng.poisson(lam)
         if i == 0:
             units[days.get_loc(pd.Timestamp(D_SPIKE))] *= 3
-        keep = units > 0
-        rows.append(pd.DataFrame({"sale_date": days.date[keep], "sku": sku, "orders": 1,
-                                  "units": units[keep], "revenue": units[keep] * 2.5}))
+        rows.append(_lines(days.date, sku, units, 2.5))
     return _marts(rows, days.date)
 
 
@@ -447,9 +454,7 @@ def _stockout_with_a_blip() -> tuple[pd.DataFrame, pd.DataFrame]:
             orders = np.where(out, 0, orders)
             orders = np.where(d == S_FOUND, 1, orders)
         units = orders + rng.binomial(orders, 0.2)
-        keep = orders > 0
-        rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": orders[keep],
-                                  "units": units[keep], "revenue": units[keep] * 3.0}))
+        rows.append(_lines(d, sku, units, 3.0, orders))
     return _marts(rows)
 
 
@@ -498,9 +503,7 @@ def _slow_seller_halves() -> tuple[pd.DataFrame, pd.DataFrame]:
             lam = np.where(d >= HALVED, rate / 2, lam)
         orders = rng.poisson(lam)
         units = orders + rng.binomial(2 * orders, 0.4)
-        keep = orders > 0
-        rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": orders[keep],
-                                  "units": units[keep], "revenue": units[keep] * 2.0}))
+        rows.append(_lines(d, sku, units, 2.0, orders))
     return _marts(rows)
 
 
@@ -544,9 +547,7 @@ def _cases_shop() -> tuple[pd.DataFrame, pd.DataFrame]:
         units = rng.poisson(lam)
         if i == 0:
             units = units + 150 * ((rng.random(len(days)) < 0.02) | np.isin(d, CASES))
-        keep = units > 0
-        rows.append(pd.DataFrame({"sale_date": d[keep], "sku": sku, "orders": 1,
-                                  "units": units[keep], "revenue": units[keep] * 2.0}))
+        rows.append(_lines(d, sku, units, 2.0))
     return _marts(rows)
 
 
