@@ -706,8 +706,8 @@ def _empty_runs(x: np.ndarray, e: np.ndarray, counted: np.ndarray, open_: np.nda
     return {"alarm": alarm, "start": run_start, "evidence": ev - base_ev, "out": out, "p0": p0}
 
 
-def _merge_runs(runs: list[dict], x: np.ndarray, e: np.ndarray, zero: np.ndarray,
-                open_: np.ndarray, min_days: int) -> list[dict]:
+def _merge_runs(runs: list[dict], x: np.ndarray, zero: np.ndarray, open_: np.ndarray,
+                min_days: int) -> list[dict]:
     """Stock-out runs (in order) separated by fewer than ``min_days`` open selling days are one
     event: a few sales (a returned unit, a last one found) do not end a stock-out, and its
     next empty days are not a new alert."""
@@ -757,7 +757,7 @@ def _events(uid: str, x: np.ndarray, e: np.ndarray, alpha: np.ndarray, spread: n
                         "expected": float(e[span][zero[span]].sum()),
                         "evidence": float(ev_run[last]), "up": False,
                         "kind": "outage" if is_total else "stockout"})
-        out = _merge_runs(out, x, e, zero, open_, cfg.shift_min_days)
+        out = _merge_runs(out, x, zero, open_, cfg.shift_min_days)
     p0 = runs["p0"] if zero.any() else np.ones(n)
     # -- level shifts
     stuck = open_ & (x <= 0) & (p0 < 0.5)  # a usual seller's empty days are a stock-out's
