@@ -253,7 +253,7 @@ def fallback_forecast(
     # weekday shapes: the shop's over every sku, each category's shrunk towards it
     shop_dow = by_dow.sum(axis=0).to_numpy(float) if len(by_dow) else np.zeros(7)
     pooled = shop_dow / shop_dow.sum() if shop_dow.sum() > 0 else np.full(7, 1 / 7)
-    shop_shape = shrunk_profile(shop_dow, pooled, 0.0) if shop_dow.sum() > 0 else np.ones(7)
+    shop_shape = shrunk_profile(shop_dow, pooled, 0.0)
     # rates of the skus that sold in the last recent_days (selling days per day of their window)
     active = stats[(end - pd.to_datetime(stats["last"])).dt.days < cfg.recent_days] if len(stats) \
         else stats
