@@ -94,16 +94,10 @@ def _by_category(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[Mapp
     return [(c, groups[c]) for c in order]
 
 
-def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]] | duckdb.DuckDBPyConnection,
-                           currency: str, *, as_of: date | None = None,
-                           shop_name: str | None = None) -> bytes:
+def reorder_workbook_bytes(rows: Sequence[Mapping[str, Any]], currency: str, *,
+                           as_of: date | None = None, shop_name: str | None = None) -> bytes:
     """The workbook of ``rows`` (dicts with the columns of ``marts.reorder_suggestions``, as
-    ``salesflow.reorder.load_rows`` gives them), or of the stored rows of ``as_of`` when
-    ``rows`` is a warehouse connection."""
-    if isinstance(rows, duckdb.DuckDBPyConnection):
-        if as_of is None:
-            raise ValueError("as_of is needed to read the reorder list from the warehouse")
-        rows = reorder.load_rows(rows, as_of)
+    ``salesflow.reorder.load_rows`` gives them)."""
     rows = list(rows)
     if as_of is None and rows:
         as_of = rows[0].get("as_of")
