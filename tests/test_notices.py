@@ -362,7 +362,9 @@ def test_the_stored_notice_payload_is_the_message_itself(tmp_path):
         outcome.report.name: workbook}
 
 
-def test_the_run_failure_sensor_mails_the_html_notice_with_the_error_masked(tmp_path):
+def fail_a_run_and_sense_it(tmp_path, mailer: MailerResource) -> dg.ExecuteInProcessResult:
+    """Run ``failing_job`` (its op raises with a token in the message) and hand its failure to
+    the run-failure sensor, with ``mailer`` and the home folder ``tmp_path``."""
     from sensors.run_failure import run_failure_email
 
     @dg.op
@@ -379,10 +381,14 @@ def test_the_run_failure_sensor_mails_the_html_notice_with_the_error_masked(tmp_
         context = dg.build_run_status_sensor_context(
             sensor_name="run_failure_email", dagster_instance=instance, dagster_run=result.dagster_run,
             dagster_event=failure,
-            resources={"mailer": MailerResource(ops_recipients=OPS, sender=SENDER),
-                       "folders": FoldersResource(home=str(tmp_path))},
+            resources={"mailer": mailer, "folders": FoldersResource(home=str(tmp_path))},
         ).for_run_failure()
         run_failure_email(context)
+    return result
+
+
+def test_the_run_failure_sensor_mails_the_html_notice_with_the_error_masked(tmp_path):
+    result = fail_a_run_and_sense_it(tmp_path, MailerResource(ops_recipients=OPS, sender=SENDER))
     [msg] = _outbox(tmp_path)
     assert msg["To"] == OPS and "failing_job" in msg["Subject"]
     for part in (_text(msg), _html(msg)):

@@ -111,28 +111,10 @@ def test_without_smtp_messages_land_in_the_outbox(tmp_path, core_state):
 
 
 def test_a_failed_run_mails_ops_with_a_link_to_the_run(tmp_path, smtp):
-    from resources import FoldersResource
-    from sensors.run_failure import run_failure_email
+    from tests.test_notices import fail_a_run_and_sense_it
 
-    @dg.op
-    def boom():
-        raise RuntimeError("core answered 500 for token=abc.def.ghi")
-
-    @dg.job
-    def failing_job():
-        boom()
-
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
-        assert not result.success
-        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_email", dagster_instance=instance, dagster_run=result.dagster_run,
-            dagster_event=failure,
-            resources={"mailer": mailer_for(smtp, password="", user=""),
-                       "folders": FoldersResource(home=str(tmp_path))},
-        ).for_run_failure()
-        run_failure_email(context)
+    result = fail_a_run_and_sense_it(tmp_path, mailer_for(smtp, password="", user=""))
+    assert not result.success
     assert len(smtp.messages) == 1
     msg = smtp.messages[0]
     assert msg["rcpt_tos"] == ["ops@shop.example"]
