@@ -200,6 +200,15 @@ KNOWN_COST = """
                                        ORDER BY updated_at DESC NULLS LAST, extracted_at DESC NULLS LAST) = 1)
         WHERE cost IS NOT NULL AND (cost > 0 OR coalesce(category, 'Uncategorized') <> 'Uncategorized'))"""
 
+# The inventory's category per sku (its latest row, as for the cost), blank read as
+# Uncategorized; a CTE named category_of, read by the reorder list and the report's explanation.
+CATEGORY_OF = """
+    category_of AS (
+        SELECT sku, coalesce(nullif(trim(category), ''), 'Uncategorized') AS category
+        FROM raw.inventory
+        QUALIFY row_number() OVER (PARTITION BY sku
+                                   ORDER BY updated_at DESC NULLS LAST, extracted_at DESC NULLS LAST) = 1)"""
+
 
 # Orders per sku and day count distinct sales. A sale lists a sku on several lines only
 # rarely, so the lines are counted and the repeats subtracted: within one sale two lines share

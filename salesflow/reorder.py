@@ -56,7 +56,7 @@ import duckdb
 import pandas as pd
 
 from salesflow.imports.kinds import MAX_LEAD_TIME_DAYS
-from salesflow.marts import KNOWN_COST
+from salesflow.marts import CATEGORY_OF, KNOWN_COST
 from salesflow.warehouse import has_table, registered, transaction
 
 CATEGORY_ENV = "SALESFLOW_LEAD_TIME_DAYS_BY_CATEGORY"
@@ -207,19 +207,15 @@ def worth_acting_on(s: Suggestion, as_of: date, lead_time_days: int) -> bool:
 
 # -- the mart ------------------------------------------------------------------------------
 _ITEMS_SQL = f"""
-    WITH {KNOWN_COST},
-    latest AS (
-        SELECT sku, category FROM raw.inventory
-        QUALIFY row_number() OVER (PARTITION BY sku
-                                   ORDER BY updated_at DESC NULLS LAST, extracted_at DESC NULLS LAST) = 1),
+    WITH {KNOWN_COST}, {CATEGORY_OF},
     sold AS (
         SELECT sku, sum(units) AS units FROM marts.product_daily_sales
         WHERE sale_date BETWEEN $recent_start AND $as_of GROUP BY sku)
     SELECT s.sku, s.product_name, s.stock_quantity,
-           coalesce(nullif(trim(l.category), ''), '{UNCATEGORIZED}') AS category,
+           coalesce(c.category, '{UNCATEGORIZED}') AS category,
            k.cost AS unit_cost, coalesce(u.units, 0) AS recent_units
     FROM marts.stock_status s
-    LEFT JOIN latest l ON l.sku = s.sku
+    LEFT JOIN category_of c ON c.sku = s.sku
     LEFT JOIN known_cost k ON k.sku = s.sku
     LEFT JOIN sold u ON u.sku = s.sku
     WHERE s.as_of = $as_of

@@ -58,6 +58,7 @@ from math import floor
 import duckdb
 
 from salesflow.fmt import fmt_change, fmt_value, span_label
+from salesflow.marts import CATEGORY_OF
 from salesflow.warehouse import has_table
 
 UNCATEGORIZED = "Uncategorized"
@@ -234,20 +235,11 @@ def decompose(r1: Decimal, o1: int, r0: Decimal, o0: int) -> tuple[Decimal, Deci
 
 
 # -- reading ---------------------------------------------------------------------------------
-# The inventory's latest row per sku (as marts.py reads costs); blank categories are unknown.
-_CATEGORY_OF = f"""
-    category_of AS (
-        SELECT sku, coalesce(nullif(trim(category), ''), '{UNCATEGORIZED}') AS category
-        FROM raw.inventory
-        QUALIFY row_number() OVER (PARTITION BY sku
-                                   ORDER BY updated_at DESC NULLS LAST, extracted_at DESC NULLS LAST) = 1)"""
-
-
 def shop_has_categories(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``raw.inventory`` names more than one category besides ``Uncategorized``."""
     if not has_table(con, "raw", "inventory"):
         return False
-    n = con.execute(f"""WITH {_CATEGORY_OF}
+    n = con.execute(f"""WITH {CATEGORY_OF}
                         SELECT count(DISTINCT category) FROM category_of
                         WHERE category <> '{UNCATEGORIZED}'""").fetchone()[0]
     return n > 1
@@ -275,7 +267,7 @@ def _per_key(con, by: str, periods: list[tuple[date, date]]) -> dict[str, list[D
     """Revenue per key (category or sku) in each of ``periods``: ``{key: [revenue, ...]}``."""
     key = "coalesce(c.category, '" + UNCATEGORIZED + "')" if by == "category" else "p.sku"
     join = "LEFT JOIN category_of c ON c.sku = p.sku" if by == "category" else ""
-    with_ = f"WITH {_CATEGORY_OF}" if by == "category" else ""
+    with_ = f"WITH {CATEGORY_OF}" if by == "category" else ""
     sums = ", ".join(
         f"coalesce(sum(p.revenue) FILTER (WHERE p.sale_date BETWEEN ${2 * i + 1} AND ${2 * i + 2}), 0)"
         for i in range(len(periods)))
