@@ -238,11 +238,9 @@ def segment_counts(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, int
     """Customers per RFM segment as of ``as_of``: what ``marts.customer_rfm`` holds for that day
     when it was built for it, else the same scoring computed now (the mart keeps the latest
     sale day; a report of an earlier week or month needs its own last day)."""
-    if has_table(con, "marts", "customer_rfm") and con.execute(
-            "SELECT count(*) FROM marts.customer_rfm WHERE as_of = ?", [as_of]).fetchone()[0]:
-        rows = con.execute("SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? "
-                           "GROUP BY 1", [as_of]).fetchall()
-    else:
+    rows = con.execute("SELECT segment, count(*) FROM marts.customer_rfm WHERE as_of = ? "
+                       "GROUP BY 1", [as_of]).fetchall() if has_table(con, "marts", "customer_rfm") else []
+    if not rows:
         rows = con.execute(f"SELECT segment, count(*) FROM ({_RFM_SELECT}) GROUP BY 1", [as_of]).fetchall()
     return {str(k): int(v) for k, v in rows}
 
