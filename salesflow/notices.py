@@ -31,20 +31,21 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import duckdb
 
+from salesflow.alerts import _finish as finish_delivery, ensure_alert_tables, utcnow
 from salesflow.email_render import render
 from salesflow.errors import MailConfigError, MailDeliveryError
 from salesflow.imports.kinds import KINDS
 from salesflow.imports.reading import column_letter
 from salesflow.mailer import (Attachment, Mailer, Recipients, bare_address, build_message,
                               parse_addresses, redact, sender_domain, stored_message)
-from salesflow.warehouse import OPS_DDL, transaction
+from salesflow.warehouse import transaction
 
 IMPORT_RECIPIENTS_ENV = "SALESFLOW_IMPORT_RECIPIENTS"
 NOTIFIED_STATUSES = ("committed", "duplicate", "rejected")
@@ -56,10 +57,6 @@ ERROR_CHARS = 4000
 UNSET_SENDER = "SalesFlow <salesflow@localhost>"
 STATUS_WORDS = {"committed": "committed", "duplicate": "skipped (duplicate)",
                 "rejected": "rejected"}
-
-
-def _utcnow() -> datetime:
-    return datetime.now(tz=timezone.utc).replace(tzinfo=None)
 
 
 
@@ -214,12 +211,6 @@ class NoticeResult:
         return "; ".join(parts)
 
 
-def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    for name in ("ops.alerts_sent", "ops.alert_deliveries"):
-        con.execute(OPS_DDL[name])
-
-
 def _known(con: duckdb.DuckDBPyConnection, key: str) -> bool:
     keys = json.dumps([key])
     return con.execute(
@@ -233,13 +224,13 @@ def queue_notice(con: duckdb.DuckDBPyConnection, key: str, msg: EmailMessage, *,
                  now: datetime | None = None) -> bool:
     """Store ``msg`` as the ``queued`` notice for ``key``; False when the key is already
     queued, being sent or sent."""
-    _ensure_tables(con)
+    ensure_alert_tables(con)
     with transaction(con):
         if _known(con, key):
             return False
         con.execute(
             "INSERT INTO ops.alert_deliveries VALUES (?, ?, NULL, 'queued', NULL, ?, ?, ?, ?, NULL)",
-            [str(msg["Message-ID"]), now or _utcnow(), str(msg["To"]), str(msg["Subject"]),
+            [str(msg["Message-ID"]), now or utcnow(), str(msg["To"]), str(msg["Subject"]),
              json.dumps([key]), bytes(msg)])
     return True
 
@@ -256,7 +247,7 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
     """Deliver every queued import notice (and any an interrupted run left ``sending``), oldest
     first; stops at the first delivery error, leaving the rest queued. Never raises for mail
     errors: they are in the result."""
-    _ensure_tables(con)
+    ensure_alert_tables(con)
     result = NoticeResult()
     for message_id, keys_json, to, subject, raw in _import_rows(con, ("sending", "queued")):
         keys = json.loads(keys_json)
@@ -285,15 +276,7 @@ def send_queued_notices(con: duckdb.DuckDBPyConnection, mailer: Mailer) -> Notic
                          message_id])
             result.error = f"{type(exc).__name__}: {exc}"
             break
-        now = _utcnow()
-        with transaction(con):
-            for key in keys:
-                if not con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?",
-                                   [key]).fetchone()[0]:
-                    con.execute("INSERT INTO ops.alerts_sent VALUES (?, ?, ?, ?)", [key, now, to, subject])
-            con.execute("UPDATE ops.alert_deliveries SET status = 'sent', finished_at = ?, "
-                        "transport = ?, message = NULL WHERE message_id = ?",
-                        [now, delivery.transport, message_id])
+        finish_delivery(con, message_id, keys, to, subject, delivery.transport, utcnow())
         result.sent += keys
     result.waiting = len(_import_rows(con, ("sending", "queued")))
     return result
@@ -312,7 +295,7 @@ def notify_import(con: duckdb.DuckDBPyConnection, mailer: Mailer | None, outcome
     elif not recipients:
         result.key, result.skipped = None, "no import or ops recipients"
     else:
-        _ensure_tables(con)
+        ensure_alert_tables(con)
         if _known(con, key):
             result.already = True
         else:
