@@ -10,13 +10,12 @@ autoescaped: names from the shop's data are text, never markup.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 
 import css_inline
 import jinja2
 
-from salesflow.fmt import NA, fmt_growth, fmt_value
+from salesflow.fmt import NA, fmt_change, fmt_growth, fmt_value
 
 TEMPLATES = ("salesflow", "templates/email")
 
@@ -33,11 +32,7 @@ def money(value, currency: str = "") -> str:
 
 def signed_money(value, currency: str = "") -> str:
     """``+1,240.00 EUR`` / ``-180.00 EUR``; zero without a sign."""
-    if value is None:
-        return NA
-    value = Decimal(str(value))
-    sign = "+" if value > 0 else ("-" if value < 0 else "")
-    return sign + fmt_value(abs(value), "money", currency)
+    return fmt_change(value, "money", currency)
 
 
 def num(value, places: int = 0) -> str:
