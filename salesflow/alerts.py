@@ -306,7 +306,7 @@ def _units(value) -> str:
 
 
 def _money(value, currency: str) -> str:
-    return fmt_value(value, "money", currency) if value is not None else "n/a"
+    return fmt_value(value, "money", currency)  # "n/a" for None
 
 
 def _day(d: date) -> str:
