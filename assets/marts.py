@@ -38,7 +38,7 @@ def _days(start: date, end: date):
 
 
 def _latest_sale_date(con) -> date | None:
-    return con.execute("SELECT max(sale_date) FROM raw.sales").fetchone()[0]
+    return marts.latest_closed_sale_date(con)
 
 
 @dg.multi_asset(

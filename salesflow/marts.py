@@ -57,10 +57,11 @@ MARTS_DDL: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS marts.daily_sales (
             sale_date DATE, orders INTEGER, units BIGINT, revenue DECIMAL(38,2),
             cost DECIMAL(38,2), gross_profit DECIMAL(38,2), revenue_with_cost DECIMAL(38,2),
-            identified_orders INTEGER)""",
+            identified_orders INTEGER, provisional BOOLEAN DEFAULT false)""",
     "marts.product_daily_sales": """
         CREATE TABLE IF NOT EXISTS marts.product_daily_sales (
-            sale_date DATE, sku VARCHAR, orders INTEGER, units BIGINT, revenue DECIMAL(38,2))""",
+            sale_date DATE, sku VARCHAR, orders INTEGER, units BIGINT, revenue DECIMAL(38,2),
+            provisional BOOLEAN DEFAULT false)""",
     "marts.kpis": """
         CREATE TABLE IF NOT EXISTS marts.kpis (
             as_of DATE, "window" VARCHAR, revenue DECIMAL(38,2), orders INTEGER, units BIGINT,
@@ -114,6 +115,8 @@ def ensure_marts(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
     # warehouses created before the column existed
     con.execute("ALTER TABLE marts.daily_sales ADD COLUMN IF NOT EXISTS identified_orders INTEGER")
+    for table in ("marts.daily_sales", "marts.product_daily_sales"):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS provisional BOOLEAN DEFAULT false")
 
 
 # -- exact arithmetic in SQL ---------------------------------------------------------------
@@ -301,9 +304,13 @@ def _update_customer_firsts(con: duckdb.DuckDBPyConnection, start: date, end: da
 _PERFECT_HASH_BITS = 24
 
 
-def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
+def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date, *,
+                provisional: bool = False) -> dict:
     """Replace the rows of [start, end] in ``marts.daily_sales`` (every day, zero days included)
     and ``marts.product_daily_sales`` (sku-days with sales), in one transaction.
+
+    ``provisional`` marks the rows of a day still trading (today's figures so far, refreshed
+    during the day); the daily run that closes the day writes them again with ``false``.
 
     One pass over the range's sale lines gives the sku-days; the days are summed from them
     (cost per sku from the inventory) and their orders counted from ``raw.sales``. Returns
@@ -314,6 +321,7 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
     ensure_marts(con)
     rng = {"start": start, "end": end}
     first, last = con.execute("SELECT min(sale_date), max(sale_date) FROM raw.sales").fetchone()
+    marked = {**rng, "provisional": bool(provisional)}
     whole = first is None or (start <= first and end >= last)
     # A join (not IN) so that the range's sale ids prune the scan of raw.sale_items.
     items = "raw.sale_items" if whole else (
@@ -332,12 +340,12 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                 f"""
                 INSERT INTO marts.product_daily_sales
                 SELECT l.sale_date, l.sku, CAST(l.n - coalesce(r.extra, 0) AS INTEGER),
-                       CAST(l.units AS BIGINT), CAST(l.revenue AS DECIMAL(38,2))
+                       CAST(l.units AS BIGINT), CAST(l.revenue AS DECIMAL(38,2)), $provisional
                 FROM (SELECT sale_date, sku, count(*) AS n, sum(quantity) AS units,
                              sum(subtotal) AS revenue
                       FROM {_DATED_LINES} GROUP BY sale_date, sku) l
                 LEFT JOIN _marts_repeats r ON r.sale_date = l.sale_date AND r.sku = l.sku
-                ORDER BY l.sale_date, l.sku""",
+                ORDER BY l.sale_date, l.sku""", {"provisional": bool(provisional)},
             ).fetchone()[0]
             n_days = con.execute(
                 f"""
@@ -361,14 +369,14 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
                        CAST(coalesce(d.cost, 0) AS DECIMAL(38,2)),
                        CAST(coalesce(d.revenue_with_cost - d.cost, 0) AS DECIMAL(38,2)),
                        CAST(coalesce(d.revenue_with_cost, 0) AS DECIMAL(38,2)),
-                       CAST(coalesce(o.identified, 0) AS INTEGER)
+                       CAST(coalesce(o.identified, 0) AS INTEGER), $provisional
                 FROM (SELECT CAST(t AS DATE) AS sale_date
                       FROM range(CAST($start AS TIMESTAMP), CAST($end AS TIMESTAMP) + INTERVAL 1 DAY,
                                  INTERVAL 1 DAY) r(t)) c
                 LEFT JOIN by_day d ON d.sale_date = c.sale_date
                 LEFT JOIN orders o ON o.sale_date = c.sale_date
                 ORDER BY c.sale_date""",
-                rng,
+                marked,
             ).fetchone()[0]
             con.execute("DROP TABLE _marts_repeats")
             con.execute("DROP TABLE _marts_days")
@@ -376,6 +384,25 @@ def build_daily(con: duckdb.DuckDBPyConnection, start: date, end: date) -> dict:
     finally:
         con.execute(f"SET perfect_ht_threshold = {int(previous_bits)}")
     return {"daily_sales": n_days, "product_daily_sales": n_products}
+
+
+def provisional_days(con: duckdb.DuckDBPyConnection) -> list[date]:
+    """Days whose marts hold figures so far (the day was still trading), oldest first. A
+    warehouse from before the column (opened read-only, so not yet altered) has none."""
+    if not con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+                       "AND schema_name = 'marts' AND table_name = 'daily_sales' "
+                       "AND column_name = 'provisional'").fetchone()[0]:
+        return []
+    return [d for (d,) in con.execute(
+        "SELECT sale_date FROM marts.daily_sales WHERE provisional ORDER BY 1").fetchall()]
+
+
+def latest_closed_sale_date(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The latest sale day of ``raw.sales`` that is not provisional (today's sales so far, kept
+    during the day, do not move the as-of day of the daily marts)."""
+    return con.execute(
+        """SELECT max(sale_date) FROM raw.sales WHERE sale_date NOT IN
+           (SELECT sale_date FROM marts.daily_sales WHERE provisional)""").fetchone()[0]
 
 
 # -- as-of marts ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import date
 import duckdb
 
 from salesflow.mart_checks import check_daily_against_raw
+from salesflow.marts import provisional_days
 from salesflow.warehouse import has_table
 
 DAILY_RUNS_DDL = """
@@ -50,8 +51,9 @@ def open_start(con: duckdb.DuckDBPyConnection, as_of: date) -> date | None:
 
 def first_stale_day(con: duckdb.DuckDBPyConnection, first: date, as_of: date) -> date | None:
     """The earliest day from ``first`` to ``as_of`` whose marts are missing or older than its raw
-    data: no marts.kpis windows, or marts.daily_sales (a row for every calendar day) missing or
-    disagreeing with raw.sales and raw.sale_items."""
+    data: no marts.kpis windows, marts.daily_sales (a row for every calendar day) missing or
+    disagreeing with raw.sales and raw.sale_items, or still provisional (figures so far of a
+    day that has since ended)."""
     tables = [("marts", "daily_sales"), ("marts", "kpis"), ("raw", "sales"), ("raw", "sale_items")]
     if not all(has_table(con, *t) for t in tables):
         return first
@@ -62,4 +64,5 @@ def first_stale_day(con: duckdb.DuckDBPyConnection, first: date, as_of: date) ->
            WHERE NOT EXISTS (SELECT 1 FROM marts.kpis k WHERE k.as_of = d.day::DATE)""",
         [first, as_of]).fetchone()[0]
     days = [date.fromisoformat(stale[0]["day"])] if stale else []
-    return min(days + ([no_kpis] if no_kpis else []), default=None)
+    open_days = [d for d in provisional_days(con) if first <= d <= as_of]
+    return min(days + open_days[:1] + ([no_kpis] if no_kpis else []), default=None)

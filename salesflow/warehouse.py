@@ -92,7 +92,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     from salesflow.customers import CUSTOMER_DDL, CUSTOMER_WIDENED
     from salesflow.expenses import EXPENSES_DDL, EXPENSES_WIDENED
     from salesflow.imports.ddl import IMPORTS_DDL
-    from salesflow.marts import MARTS_DDL, MARTS_WIDENED
+    from salesflow.marts import MARTS_DDL, MARTS_WIDENED, ensure_marts
 
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -104,6 +104,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     # warehouses created before these columns existed
     con.execute("ALTER TABLE ml.sales_forecast ADD COLUMN IF NOT EXISTS yhat_p50 DOUBLE")
     con.execute("ALTER TABLE ml.forecast_backtest ADD COLUMN IF NOT EXISTS rmsse DOUBLE")
+    ensure_marts(con)
     widen_columns(con, {**MARTS_WIDENED, **CUSTOMER_WIDENED, **EXPENSES_WIDENED})
 
 

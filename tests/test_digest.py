@@ -54,11 +54,11 @@ class Shop:
         units, revenue = sells[0], D(sells[1])
         self.product_day[sku] = (units, revenue)
         if units:
-            self.con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, ?, ?, ?)",
+            self.con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, ?, ?, ?, false)",
                                  [(day(k), sku, units, units, revenue) for k in range(28)])
         last = day(0) if last_sale == "auto" and units else (None if last_sale == "auto" else last_sale)
         if last is not None and not units:
-            self.con.execute("INSERT INTO marts.product_daily_sales VALUES (?, ?, 1, 1, ?)",
+            self.con.execute("INSERT INTO marts.product_daily_sales VALUES (?, ?, 1, 1, ?, false)",
                              [last, sku, D(price)])
         self.status(sku, name, stock, threshold, status, severity, avg_units, last)
 
@@ -73,11 +73,11 @@ class Shop:
     def finish(self):
         """The shop's days (1,000.00 each) and the big seller that fills them."""
         others = sum((r for _, r in self.product_day.values()), D(0))
-        self.con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, 10, 10, ?)",
+        self.con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, 10, 10, ?, false)",
                              [(day(k), f"Z{z:02d}", (D(1000) - others) / 20)
                               for k in range(28) for z in range(20)])
         self.con.executemany(
-            "INSERT INTO marts.daily_sales VALUES (?, 100, 100, 1000.00, 0, 0, 0, 0)",
+            "INSERT INTO marts.daily_sales VALUES (?, 100, 100, 1000.00, 0, 0, 0, 0, false)",
             [(day(k),) for k in range(28)])
         return self
 

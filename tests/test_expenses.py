@@ -49,7 +49,7 @@ def con(tmp_path):
         ensure_expense_tables(c)
         c.execute(DAILY_SALES_DDL)
         c.executemany(
-            "INSERT INTO marts.daily_sales VALUES (?, 1, 1, ?, ?, ?, ?, 0)",
+            "INSERT INTO marts.daily_sales VALUES (?, 1, 1, ?, ?, ?, ?, 0, false)",
             [(D(d), Decimal(r), Decimal(c_), Decimal(g), Decimal(w)) for d, r, c_, g, w in DAILY_SALES],
         )
         yield c

@@ -148,7 +148,7 @@ def shop(tmp_path):
 
 
 def test_daily_sales_every_day_every_column(shop):
-    got = rows(shop, "SELECT * FROM marts.daily_sales ORDER BY sale_date")
+    got = rows(shop, "SELECT * EXCLUDE (provisional) FROM marts.daily_sales ORDER BY sale_date")
     n_days = (AS_OF - DAILY_START).days + 1
     assert n_days == 130 and len(got) == n_days
     expected = []
@@ -164,11 +164,11 @@ def test_daily_sales_every_day_every_column(shop):
     assert str(got[0][3]) == "0.00" and got[0][1:3] == (0, 0)
     assert [r[0] for r in rows(shop, "DESCRIBE marts.daily_sales")] == [
         "sale_date", "orders", "units", "revenue", "cost", "gross_profit", "revenue_with_cost",
-        "identified_orders"]
+        "identified_orders", "provisional"]
 
 
 def test_product_daily_sales_is_sparse_per_sku_and_day(shop):
-    got = rows(shop, "SELECT * FROM marts.product_daily_sales WHERE sale_date >= '2025-03-01' "
+    got = rows(shop, "SELECT * EXCLUDE (provisional) FROM marts.product_daily_sales WHERE sale_date >= '2025-03-01' "
                      "ORDER BY sale_date, sku")
     assert got == [
         (date(2025, 3, 2), "B-2", 1, 2, D("4.70")),
@@ -181,7 +181,7 @@ def test_product_daily_sales_is_sparse_per_sku_and_day(shop):
         (date(2025, 3, 10), "C-3", 1, 1, D("7.99")),
     ]
     assert rows(shop, "SELECT count(*) FROM marts.product_daily_sales")[0][0] == 14
-    assert rows(shop, "SELECT * FROM marts.product_daily_sales WHERE sku = 'Z-9' ORDER BY 1") == [
+    assert rows(shop, "SELECT * EXCLUDE (provisional) FROM marts.product_daily_sales WHERE sku = 'Z-9' ORDER BY 1") == [
         (date(2024, 11, 15), "Z-9", 1, 1, D("12.50")), (date(2024, 11, 20), "Z-9", 1, 1, D("12.50"))]
 
 
@@ -204,7 +204,7 @@ def test_orders_per_sku_count_sales_whatever_their_ids(tmp_path):
     ], product_ids={"A": 1, "B": 64})
     con.execute("INSERT INTO raw.sale_items VALUES (4, 1, 1, 'A', 'Apple', 5, 1.00, 5.00)")
     marts.build_daily(con, d1, d3)
-    assert rows(con, "SELECT * FROM marts.product_daily_sales ORDER BY ALL") == [
+    assert rows(con, "SELECT * EXCLUDE (provisional) FROM marts.product_daily_sales ORDER BY ALL") == [
         (d1, "A", 2, 3, D("3.00")), (d1, "B", 2, 2, D("4.00")),
         (d2, "A", 1, 1, D("1.00")), (d2, "B", 1, 1, D("2.00")),
         (d3, "A", 2, 2, D("2.00")), (d3, "B", 2, 4, D("8.00")),
@@ -394,7 +394,7 @@ def test_cost_is_known_unless_zero_and_uncategorized_or_missing(tmp_path):
     load_shop(con, [], inventory, [(1, AS_OF, None, lines)])
     marts.build_daily(con, AS_OF, AS_OF)
     # revenue 6 + 6 + 5 + 7 + 11; cost 0 + 3.30 on the 12.00 with a known cost
-    assert rows(con, "SELECT * FROM marts.daily_sales") == [
+    assert rows(con, "SELECT * EXCLUDE (provisional) FROM marts.daily_sales") == [
         (AS_OF, 1, 8, D("35.00"), D("3.30"), D("8.70"), D("12.00"), 0)]
     marts.build_as_of(con, AS_OF)
     assert rows(con, """SELECT gross_margin_pct, cost_coverage_pct FROM marts.kpis
@@ -642,7 +642,7 @@ def test_property_daily_marts_match_the_sales_and_add_up(tmp_path, shop):
     con = _Shops(tmp_path).build(shop)
     as_of = shop["as_of"]
     expected = expected_days(shop)
-    got = rows(con, "SELECT * FROM marts.daily_sales ORDER BY sale_date")
+    got = rows(con, "SELECT * EXCLUDE (provisional) FROM marts.daily_sales ORDER BY sale_date")
     assert len(got) == SHOP_DAYS_BACK + 6
     for day, orders, units, revenue, cost, gross_profit, revenue_with_cost, _ in got:
         o, u, r, c, rwc = expected.get(day, [0, 0, ZERO, ZERO, ZERO])
@@ -663,7 +663,7 @@ def test_property_daily_marts_match_the_sales_and_add_up(tmp_path, shop):
             got_day[0].add(sale_id)
             got_day[1] += qty
             got_day[2] += D(price) * qty
-    assert {(d, sku): (o, u, r) for d, sku, o, u, r in rows(con, "SELECT * FROM marts.product_daily_sales")} == {
+    assert {(d, sku): (o, u, r) for d, sku, o, u, r in rows(con, "SELECT * EXCLUDE (provisional) FROM marts.product_daily_sales")} == {
         key: (len(ids), u, r) for key, (ids, u, r) in sku_days.items()}
     assert rows(con, "SELECT count(*) FROM marts.product_daily_sales WHERE units = 0")[0][0] == 0
     assert rows(con, "SELECT count(*) FROM marts.kpis WHERE as_of = ?", [as_of])[0][0] == 5
@@ -730,7 +730,7 @@ def test_property_pandas_baseline_gives_the_same_kpis(tmp_path, shop):
     product_daily = {(r["sale_date"].date(), r["sku"]): (r["orders"], r["units"], round(r["revenue"], 2))
                      for r in full["product_daily_sales"].to_dict("records")}
     assert product_daily == {(d, sku): (o, u, float(r)) for d, sku, o, u, r in rows(
-        con, "SELECT * FROM marts.product_daily_sales WHERE sale_date <= ?", [as_of])}
+        con, "SELECT * EXCLUDE (provisional) FROM marts.product_daily_sales WHERE sale_date <= ?", [as_of])}
     sql_top = rows(con, 'SELECT "window", sku FROM marts.top_products WHERE as_of = ?', [as_of])
     assert sorted((r["window"], r["sku"]) for r in full["top_products"].to_dict("records")) == sorted(sql_top)
     assert dict(zip(full["stock_status"]["sku"], full["stock_status"]["status"])) == dict(
@@ -813,7 +813,7 @@ def test_an_older_warehouse_gets_the_wider_columns_and_keeps_its_rows(tmp_path):
         con.execute(f"CREATE TABLE {table} ({columns})")
     con.execute("INSERT INTO marts.daily_sales VALUES ('2025-03-01', 2, 7, 12.50, 5.00, 7.50, 12.50, 1)")
     ensure_schema(con)
-    assert rows(con, "SELECT * FROM marts.daily_sales") == [
+    assert rows(con, "SELECT * EXCLUDE (provisional) FROM marts.daily_sales") == [
         (date(2025, 3, 1), 2, 7, D("12.50"), D("5.00"), D("7.50"), D("12.50"), 1)]
     fresh = duckdb.connect(str(tmp_path / "fresh.duckdb"))
     ensure_schema(fresh)

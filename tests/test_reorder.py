@@ -50,7 +50,7 @@ def coverage(con, sku, status, method):
 
 
 def sold(con, sku, units_per_day, days=28):
-    con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, 1, ?, 1.00)",
+    con.executemany("INSERT INTO marts.product_daily_sales VALUES (?, ?, 1, ?, 1.00, false)",
                     [[AS_OF - i * DAY, sku, units_per_day] for i in range(days)])
 
 
