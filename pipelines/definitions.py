@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.extract import extract_assets
+from assets.intraday import intraday_assets, intraday_job
 from assets.marts import mart_assets
 from assets.ml import ml_assets
 from assets.reorder import reorder_assets
@@ -13,6 +14,7 @@ from pipelines.imports_job import import_jobs
 from pipelines.jobs import daily_job, daily_schedule, extract_job
 from pipelines.partitions import SHOP
 from resources import CoreApiResource, FoldersResource, MailerResource, WarehouseResource
+from sensors.core_sales import core_sales_sensors
 from sensors.inbox import inbox_sensors
 from sensors.run_failure import run_failure_email
 
@@ -48,10 +50,11 @@ resources = {
 }
 
 defs = dg.Definitions(
-    assets=[*extract_assets, *mart_assets, *ml_assets, *reorder_assets, *report_assets],
+    assets=[*extract_assets, *mart_assets, *ml_assets, *reorder_assets, *report_assets,
+            *intraday_assets],
     asset_checks=freshness_checks,
-    jobs=[daily_job, extract_job, weekly_report_job, monthly_report_job, *import_jobs],
+    jobs=[daily_job, extract_job, weekly_report_job, monthly_report_job, *import_jobs, intraday_job],
     schedules=[daily_schedule],
-    sensors=[automation_sensor, freshness_sensor, run_failure_email, *inbox_sensors],
+    sensors=[automation_sensor, freshness_sensor, run_failure_email, *inbox_sensors, *core_sales_sensors],
     resources=resources,
 )

@@ -23,9 +23,12 @@ PERIODIC_REPORTS = dg.AssetSelection.assets(["reports", "weekly"], ["reports", "
 # Freshness checks are evaluated by their sensor, not inside runs.
 FRESHNESS = dg.AssetSelection.checks(*freshness_checks)
 
+# Today's figures so far are refreshed by intraday_job, never by the daily cadence.
+INTRADAY = dg.AssetSelection.groups("intraday")
+
 daily_job = dg.define_asset_job(
     name="daily_job",
-    selection=dg.AssetSelection.all() - PERIODIC_REPORTS - FRESHNESS,
+    selection=dg.AssetSelection.all() - PERIODIC_REPORTS - FRESHNESS - INTRADAY,
     description="Every asset for a day, or for a range of days as a single run (backfills).",
 )
 

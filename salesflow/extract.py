@@ -39,16 +39,16 @@ def utcnow() -> datetime:
 # -- planning ------------------------------------------------------------------
 @dataclass(frozen=True)
 class SalesFetchPlan:
-    mode: str  # "full" or "history"
+    mode: str  # "full", "history" or "today" (the day still trading, for intraday refreshes)
     days: int | None
 
     @property
     def path(self) -> str:
-        return "/sales" if self.mode == "full" else "/sales/history"
+        return {"full": "/sales", "today": "/sales/today"}.get(self.mode, "/sales/history")
 
     @property
     def params(self) -> dict | None:
-        return None if self.mode == "full" else {"days": self.days}
+        return {"days": self.days} if self.mode == "history" else None
 
 
 def plan_sales_fetch(

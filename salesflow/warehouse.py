@@ -92,13 +92,14 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     from salesflow.customers import CUSTOMER_DDL, CUSTOMER_WIDENED
     from salesflow.expenses import EXPENSES_DDL, EXPENSES_WIDENED
     from salesflow.imports.ddl import IMPORTS_DDL
+    from salesflow.intraday import TODAY_DDL
     from salesflow.marts import MARTS_DDL, MARTS_WIDENED, ensure_marts
 
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for ddl in (
         *RAW_DDL.values(), *MARTS_DDL.values(), *CUSTOMER_DDL.values(), *EXPENSES_DDL.values(),
-        *ML_DDL.values(), *OPS_DDL.values(), *IMPORTS_DDL.values(),
+        *ML_DDL.values(), *OPS_DDL.values(), *IMPORTS_DDL.values(), *TODAY_DDL.values(),
     ):
         con.execute(ddl)
     # warehouses created before these columns existed

@@ -1,0 +1,239 @@
+"""Today's figures while the shop trades: refreshed from the core's ``/sales/today`` during the day.
+
+``refresh_today`` reads the core's listing of today's sales, merges it into ``raw.sales`` /
+``raw.sale_items`` by sale id (a refresh never duplicates a sale), reconciles it, rebuilds
+today's rows of ``marts.daily_sales`` and ``marts.product_daily_sales`` marked provisional, and
+writes the one row of ``marts.today``: the KPIs so far, compared with the same weekday last
+week up to the same time of day. "Today" and "now" are the core's (its ``Date`` header, in the
+shop's timezone), never the machine's. The daily run after midnight closes the day: it writes
+the day's rows again with ``provisional = false``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import duckdb
+
+from salesflow import extract, marts
+from salesflow.warehouse import transaction
+
+TODAY_DDL: dict[str, str] = {
+    "marts.today": """
+        CREATE TABLE IF NOT EXISTS marts.today (
+            day DATE, as_of_ts TIMESTAMP, orders INTEGER, units BIGINT, revenue DECIMAL(38,2),
+            avg_order_value DECIMAL(38,2), last_sale_ts TIMESTAMP, compare_day DATE,
+            compare_orders INTEGER, compare_units BIGINT, compare_revenue DECIMAL(38,2),
+            revenue_change_pct DECIMAL(18,2), orders_change_pct DECIMAL(18,2),
+            provisional BOOLEAN, refreshed_at TIMESTAMP)""",
+}
+TODAY_PLAN = extract.SalesFetchPlan("today", None)
+CENT = Decimal("0.01")
+# a change beyond this (a comparison of a few cents) is left NULL rather than overflow the column
+PCT_MAX = Decimal("9999999999999999.99")
+
+
+def core_now(client) -> datetime:
+    """The core's wall time in the shop's timezone (naive, as the core stamps sales), from the
+    ``Date`` header of its latest answer."""
+    if client.last_server_date is None:
+        client.get_json("/auth/me")
+    return client.last_server_date.astimezone(client.tz).replace(tzinfo=None)
+
+
+@dataclass
+class DayFigures:
+    orders: int
+    units: int
+    revenue: Decimal
+    last_sale_ts: datetime | None = None
+
+
+@dataclass
+class TodayRow:
+    day: date
+    as_of_ts: datetime
+    today: DayFigures
+    compare_day: date
+    compare: DayFigures
+    avg_order_value: Decimal | None
+    revenue_change_pct: Decimal | None
+    orders_change_pct: Decimal | None
+
+    def describe(self, currency: str = "") -> str:
+        """One line: so far today vs the same weekday last week up to the same time."""
+        unit = f" {currency}" if currency else ""
+        cmp_day = f"{self.compare_day:%A} {self.compare_day.isoformat()}"
+
+        def change(pct: Decimal | None) -> str:
+            return "n/a" if pct is None else f"{pct:+.1f}%"
+
+        return (f"today {self.day.isoformat()} up to {self.as_of_ts:%H:%M}: {self.today.orders} orders, "
+                f"{self.today.units} units, {self.today.revenue:,.2f}{unit}; same time last "
+                f"{cmp_day}: {self.compare.orders} orders, {self.compare.revenue:,.2f}{unit} "
+                f"(revenue {change(self.revenue_change_pct)}, orders {change(self.orders_change_pct)})")
+
+
+@dataclass
+class TodayRefresh:
+    day: date
+    as_of_ts: datetime
+    fetched_sales: int
+    download_bytes: int
+    download_seconds: float
+    written: extract.SalesWrite
+    differences: list[dict]
+    marts_rows: dict[str, int] = field(default_factory=dict)
+    row: TodayRow | None = None
+
+    @property
+    def reconciled(self) -> bool:
+        return not self.differences
+
+
+def ensure_today(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in TODAY_DDL.values():
+        con.execute(ddl)
+
+
+def change_pct(current, previous) -> Decimal | None:
+    """``(current - previous) / previous`` in percent, half-up to 2 places; NULL when the
+    comparison is 0 (no change can be stated) or the change is too large to hold."""
+    current, previous = Decimal(current), Decimal(previous)
+    if previous == 0:
+        return None
+    pct = ((current - previous) * 100 / previous).quantize(CENT, rounding=ROUND_HALF_UP)
+    return pct if abs(pct) <= PCT_MAX else None
+
+
+def sales_until(con: duckdb.DuckDBPyConnection, day: date, until: datetime | None = None) -> DayFigures:
+    """Orders, units and revenue (sum of line subtotals, as marts.daily_sales) of ``day`` in
+    ``raw.sales``, counting only sales stamped at or before ``until`` when given."""
+    row = con.execute(
+        """SELECT count(*), coalesce(sum(i.units), 0), coalesce(sum(i.revenue), 0), max(s.sale_ts)
+           FROM raw.sales s
+           LEFT JOIN (SELECT sale_id, sum(quantity) AS units, sum(subtotal) AS revenue
+                      FROM raw.sale_items WHERE sale_id IN
+                          (SELECT sale_id FROM raw.sales WHERE sale_date = $day)
+                      GROUP BY 1) i USING (sale_id)
+           WHERE s.sale_date = $day AND ($until IS NULL OR s.sale_ts <= $until)""",
+        {"day": day, "until": until},
+    ).fetchone()
+    return DayFigures(int(row[0]), int(row[1]), Decimal(row[2]).quantize(CENT), row[3])
+
+
+def today_row(con: duckdb.DuckDBPyConnection, day: date, now: datetime) -> TodayRow:
+    """Today's KPIs so far and the same weekday a week earlier up to the same time of day."""
+    today = sales_until(con, day)
+    compare_day = day - timedelta(days=7)
+    compare = sales_until(con, compare_day, datetime.combine(compare_day, now.time()))
+    aov = (today.revenue / today.orders).quantize(CENT, rounding=ROUND_HALF_UP) if today.orders else None
+    return TodayRow(day, now, today, compare_day, compare, aov,
+                    change_pct(today.revenue, compare.revenue), change_pct(today.orders, compare.orders))
+
+
+def write_today(con: duckdb.DuckDBPyConnection, row: TodayRow, *, refreshed_at: datetime | None = None) -> None:
+    """Replace ``marts.today`` with ``row``: one row, for the day still trading."""
+    ensure_today(con)
+    refreshed_at = refreshed_at or datetime.now(tz=timezone.utc).replace(tzinfo=None)
+    with transaction(con):
+        con.execute("DELETE FROM marts.today")
+        con.execute(
+            "INSERT INTO marts.today VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true, ?)",
+            [row.day, row.as_of_ts, row.today.orders, row.today.units, row.today.revenue,
+             row.avg_order_value, row.today.last_sale_ts, row.compare_day, row.compare.orders,
+             row.compare.units, row.compare.revenue, row.revenue_change_pct, row.orders_change_pct,
+             refreshed_at],
+        )
+
+
+def refresh_today(client, con: duckdb.DuckDBPyConnection, *, workdir: Path,
+                  now: datetime | None = None, log=None) -> TodayRefresh:
+    """Read ``GET /sales/today``, merge it into raw.* by sale id, reconcile, and (when it
+    reconciles) rebuild today's provisional marts and the ``marts.today`` row.
+
+    ``now`` (the core's wall time, shop-local and naive) defaults to the ``Date`` of the
+    listing's answer. A listing that does not reconcile leaves the marts as they were: the
+    result's ``differences`` say why."""
+    download = client.download(TODAY_PLAN.path, Path(workdir) / "sales-today.json")
+    now = now or core_now(client)
+    day = now.date()
+    if log is not None:
+        log.info(f"core time {now:%Y-%m-%d %H:%M:%S}: {download.bytes:,d} bytes of today's sales")
+    try:
+        staged = extract.stage_sales(con, download.path)
+    finally:
+        download.path.unlink(missing_ok=True)
+    written = extract.write_sales_range(con, day, day)
+    differences = extract.reconcile_sales(con, day, day, written.held_ids)
+    result = TodayRefresh(day, now, staged.sales, download.bytes, download.seconds, written, differences)
+    if differences:
+        return result
+    result.marts_rows = marts.build_daily(con, day, day, provisional=True)
+    result.row = today_row(con, day, now)
+    write_today(con, result.row)
+    return result
+
+
+def read_today(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The ``marts.today`` row as a dict, or None."""
+    ensure_today(con)
+    cur = con.execute("SELECT * FROM marts.today ORDER BY day DESC LIMIT 1")
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row))
+
+
+# -- the optional outage alert ----------------------------------------------------------------
+@dataclass
+class OutageVerdict:
+    alert: bool
+    last_sale_ts: datetime | None
+    window_start: datetime
+    window_end: datetime
+    expected: Decimal
+    weeks: int
+    reason: str
+
+    @property
+    def hours(self) -> int:
+        return int((self.window_end - self.window_start).total_seconds() // 3600)
+
+    def headline(self) -> str:
+        return (f"No sale for {self.hours} hours on a {self.window_end:%A}: {self.expected_text} "
+                f"were expected between {self.window_start:%H:%M} and {self.window_end:%H:%M}")
+
+    @property
+    def expected_text(self) -> str:
+        return f"{self.expected.quantize(Decimal('1'), rounding=ROUND_HALF_UP)}"
+
+
+def outage_verdict(con: duckdb.DuckDBPyConnection, now: datetime, *, hours: int,
+                   min_expected: int, weeks: int = 4) -> OutageVerdict:
+    """Whether the last ``hours`` without a sale are an outage: expected = the average number of
+    sales in the same hours of the same weekday over the last ``weeks`` weeks (raw.sales); an
+    alert when no sale came in the window and at least ``min_expected`` were expected."""
+    start = now - timedelta(hours=hours)
+    last = con.execute("SELECT max(sale_ts) FROM raw.sales WHERE sale_ts <= ?", [now]).fetchone()[0]
+    windows = [(start - timedelta(days=7 * k), now - timedelta(days=7 * k)) for k in range(1, weeks + 1)]
+    counts = [con.execute("SELECT count(*) FROM raw.sales WHERE sale_ts > ? AND sale_ts <= ?",
+                          list(w)).fetchone()[0] for w in windows]
+    expected = Decimal(sum(counts)) / weeks if weeks else Decimal(0)
+    if last is not None and last > start:
+        reason = f"a sale at {last:%H:%M}, within the last {hours} hours"
+        alert = False
+    elif expected < min_expected:
+        reason = f"{expected:.1f} sales expected in those hours, fewer than {min_expected}"
+        alert = False
+    else:
+        reason = "no sale while enough were expected"
+        alert = True
+    return OutageVerdict(alert, last, start, now, expected, weeks, reason)
+
+
+def outage_key(verdict: OutageVerdict) -> str:
+    """One alert per gap: the gap is named by the last sale before it."""
+    since = verdict.last_sale_ts.isoformat() if verdict.last_sale_ts else "never"
+    return f"outage:{since}"
