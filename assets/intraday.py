@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.extract import CORE_RETRY, _client_metadata, no_retry_for_bad_data
+from pipelines.partitions import SHOP
 from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, WarehouseResource
 from salesflow import intraday
 
@@ -72,7 +73,7 @@ def today_so_far(context: dg.AssetExecutionContext, core: CoreApiResource,
             "revenue_same_time_last_week": float(row.compare.revenue),
             "revenue_change_pct": None if row.revenue_change_pct is None else float(row.revenue_change_pct),
             "orders_change_pct": None if row.orders_change_pct is None else float(row.orders_change_pct),
-            "summary": row.describe(),
+            "summary": intraday.today_line(row.record(), SHOP.currency),
             **{f"rows_{k}": v for k, v in result.marts_rows.items()},
             **common,
         },

@@ -40,6 +40,16 @@ def _parse_date(text: str) -> date:
 def cmd_materialize(args: argparse.Namespace) -> int:
     _require_env("SALESFLOW_CORE_URL", "SALESFLOW_CORE_PHONE", "SALESFLOW_CORE_PASSWORD",
                  "SALESFLOW_WAREHOUSE")
+    if args.today:
+        if args.as_of or args.since or args.full:
+            print("salesflow materialize: --today refreshes the day still trading; it takes no "
+                  "--as-of, --since or --full", file=sys.stderr)
+            return 2
+        from pipelines.runner import run_today
+
+        result = run_today()
+        print(result.summary())
+        return 0 if result.success else 1
     from pipelines.runner import run_daily
 
     result = run_daily(as_of=args.as_of, since=args.since, full=args.full)
@@ -95,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also (re)load every day from this date, as one run")
     m.add_argument("--full", action="store_true",
                    help="reload the whole history from the first partition, as one run")
+    m.add_argument("--today", action="store_true",
+                   help="refresh today's figures so far (the core's day, provisional until the "
+                   "daily run closes it) and compare them with the same time last week")
     m.set_defaults(func=cmd_materialize)
 
     s = sub.add_parser("summary", help="rows per warehouse table")

@@ -247,3 +247,64 @@ def _latest_complete(partitions: dg.TimeWindowPartitionsDefinition, as_of: date,
     if window.start.date() < start or (window.end.date() - timedelta(days=1)) > as_of:
         return None
     return key
+
+
+@dataclass
+class TodaySummary:
+    success: bool
+    run_id: str
+    warehouse: Path
+    today: dict | None = None
+    line: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"run {self.run_id} (today so far): {'succeeded' if self.success else 'FAILED'}"]
+        if self.line:
+            lines.append(self.line)
+        lines.append(f"warehouse: {self.warehouse.resolve()}")
+        lines += [f"  failure: {f}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def run_today(
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict | None = None,
+    warehouse_path: Path | None = None,
+    log_level: str = "INFO",
+) -> TodaySummary:
+    """Run ``intraday_job`` once in process: today's sales so far (the core's day) into raw.*,
+    today's provisional marts and the ``marts.today`` row; the summary compares them with the
+    same weekday last week up to the same time."""
+    from pipelines.definitions import defs
+    from pipelines.partitions import SHOP
+    from resources import FoldersResource, WarehouseResource
+    from salesflow.intraday import read_today, today_line
+
+    warehouse_path = Path(
+        warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or DEFAULTS["SALESFLOW_WAREHOUSE"]
+    )
+    resources = {
+        "warehouse": WarehouseResource(database=str(warehouse_path)),
+        "folders": FoldersResource(home=os.environ.get("SALESFLOW_HOME") or DEFAULTS["SALESFLOW_HOME"]),
+        **(resources or {}),
+    }
+    own_instance = instance is None
+    if own_instance:
+        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    try:
+        free_dead_runs(instance)
+        result = defs.resolve_job_def("intraday_job").execute_in_process(
+            instance=instance, raise_on_error=False, resources=resources, tags=runner_tags(),
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+    finally:
+        if own_instance:
+            instance.dispose()
+    failures = _failures(result, "the run failed (see its events)")
+    today = None
+    if warehouse_path.exists():
+        with connect(warehouse_path) as con:
+            today = read_today(con)
+    line = today_line(today, SHOP.currency) if today and result.success else ""
+    return TodaySummary(result.success, result.run_id, warehouse_path, today, line, failures)

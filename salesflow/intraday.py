@@ -63,18 +63,15 @@ class TodayRow:
     revenue_change_pct: Decimal | None
     orders_change_pct: Decimal | None
 
-    def describe(self, currency: str = "") -> str:
-        """One line: so far today vs the same weekday last week up to the same time."""
-        unit = f" {currency}" if currency else ""
-        cmp_day = f"{self.compare_day:%A} {self.compare_day.isoformat()}"
-
-        def change(pct: Decimal | None) -> str:
-            return "n/a" if pct is None else f"{pct:+.1f}%"
-
-        return (f"today {self.day.isoformat()} up to {self.as_of_ts:%H:%M}: {self.today.orders} orders, "
-                f"{self.today.units} units, {self.today.revenue:,.2f}{unit}; same time last "
-                f"{cmp_day}: {self.compare.orders} orders, {self.compare.revenue:,.2f}{unit} "
-                f"(revenue {change(self.revenue_change_pct)}, orders {change(self.orders_change_pct)})")
+    def record(self) -> dict:
+        """The row as ``marts.today`` holds it (column: value), without ``refreshed_at``."""
+        return {"day": self.day, "as_of_ts": self.as_of_ts, "orders": self.today.orders,
+                "units": self.today.units, "revenue": self.today.revenue,
+                "avg_order_value": self.avg_order_value, "last_sale_ts": self.today.last_sale_ts,
+                "compare_day": self.compare_day, "compare_orders": self.compare.orders,
+                "compare_units": self.compare.units, "compare_revenue": self.compare.revenue,
+                "revenue_change_pct": self.revenue_change_pct,
+                "orders_change_pct": self.orders_change_pct, "provisional": True}
 
 
 @dataclass
@@ -139,15 +136,11 @@ def write_today(con: duckdb.DuckDBPyConnection, row: TodayRow, *, refreshed_at: 
     """Replace ``marts.today`` with ``row``: one row, for the day still trading."""
     ensure_today(con)
     refreshed_at = refreshed_at or datetime.now(tz=timezone.utc).replace(tzinfo=None)
+    record = {**row.record(), "refreshed_at": refreshed_at}
     with transaction(con):
         con.execute("DELETE FROM marts.today")
-        con.execute(
-            "INSERT INTO marts.today VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true, ?)",
-            [row.day, row.as_of_ts, row.today.orders, row.today.units, row.today.revenue,
-             row.avg_order_value, row.today.last_sale_ts, row.compare_day, row.compare.orders,
-             row.compare.units, row.compare.revenue, row.revenue_change_pct, row.orders_change_pct,
-             refreshed_at],
-        )
+        con.execute(f"INSERT INTO marts.today ({', '.join(record)}) "
+                    f"VALUES ({', '.join('?' for _ in record)})", list(record.values()))
 
 
 def refresh_today(client, con: duckdb.DuckDBPyConnection, *, workdir: Path,
@@ -237,3 +230,18 @@ def outage_key(verdict: OutageVerdict) -> str:
     """One alert per gap: the gap is named by the last sale before it."""
     since = verdict.last_sale_ts.isoformat() if verdict.last_sale_ts else "never"
     return f"outage:{since}"
+
+
+def today_line(row: dict, currency: str = "") -> str:
+    """A ``marts.today`` row (``read_today``) as one line for a person."""
+    unit = f" {currency}" if currency else ""
+
+    def change(pct) -> str:
+        return "n/a" if pct is None else f"{Decimal(pct):+.1f}%"
+
+    day, cmp_day = row["day"], row["compare_day"]
+    return (f"today {day.isoformat()} up to {row['as_of_ts']:%H:%M}: {row['orders']} orders, "
+            f"{row['units']} units, {row['revenue']:,.2f}{unit}; same time last {cmp_day:%A} "
+            f"({cmp_day.isoformat()}): {row['compare_orders']} orders, "
+            f"{row['compare_revenue']:,.2f}{unit} (revenue {change(row['revenue_change_pct'])}, "
+            f"orders {change(row['orders_change_pct'])})")

@@ -36,10 +36,12 @@ POLL_ENV = "SALESFLOW_INTRADAY_POLL_SECONDS"
 DEFAULT_POLL_SECONDS = 300
 OUTAGE_HOURS_ENV = "SALESFLOW_OUTAGE_ALERT_HOURS"
 DAY_TAG, SALE_TAG, OUTAGE_TAG = "salesflow/core_day", "salesflow/newest_sale", "salesflow/outage_since"
-# a poll must not hold the daemon: a few seconds per request, two attempts at most
+# A poll must not hold the daemon: a few seconds per request and one attempt (the client's
+# retries nest inside its login's, so two attempts would mean four connections to a core that
+# is down); a failed poll is tried again at the next tick.
 POLL_TIMEOUT_S = 5.0
 POLL_CONNECT_TIMEOUT_S = 2.0
-POLL_ATTEMPTS = 2
+POLL_ATTEMPTS = 1
 
 _clients: dict[tuple[str, str], CoreClient] = {}
 _clients_lock = threading.Lock()
@@ -66,7 +68,7 @@ def public_url(url: str) -> str:
 def new_client(core: CoreApiResource) -> CoreClient:
     return CoreClient(core.base_url, core.phone, core.password, timeout_s=POLL_TIMEOUT_S,
                       connect_timeout_s=POLL_CONNECT_TIMEOUT_S, max_attempts=POLL_ATTEMPTS,
-                      max_elapsed_s=2 * POLL_TIMEOUT_S, backoff_s=0.2, backoff_max_s=1.0,
+                      max_elapsed_s=2 * POLL_TIMEOUT_S,
                       timezone=core.timezone)
 
 
