@@ -1,0 +1,176 @@
+"""Today, as it happens: marts.today against the same weekday last week up to the same time,
+today's figures marked provisional until the daily run closes the day, `salesflow materialize
+--today`, and an intraday run that queues on the warehouse pool behind a long backfill."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.extract import raw_sales
+from assets.marts import daily_marts
+from emulator.clock import FixedClock
+from emulator.testing import running_emulator
+from pipelines.runner import run_daily, run_today
+from salesflow.core_client import CoreClient
+from salesflow.intraday import change_pct, refresh_today
+from salesflow.warehouse import connect
+from tests.conftest import CORE_NOW, SHOP_END, pipeline_resources
+
+ROOT = Path(__file__).resolve().parent.parent
+TODAY = date(2025, 7, 1)  # a Tuesday
+LAST_WEEK = date(2025, 6, 24)  # the Tuesday before
+
+
+def _sell_at(emu, when: datetime, sku: str, quantity: int) -> None:
+    emu.clock.set(when)
+    with CoreClient(emu.url, *emu.admin) as client:
+        client.post_json("/sales", {"items": [{"sku": sku, "quantity": quantity}]})
+
+
+def _last_week(con, rows: list[tuple[int, str, int, str]]) -> None:
+    """Sales of last Tuesday in raw.*: (id, time of day, units, unit price)."""
+    for sale_id, clock, units, price in rows:
+        ts = datetime.fromisoformat(f"{LAST_WEEK}T{clock}")
+        total = Decimal(price) * units
+        con.execute("INSERT INTO raw.sales VALUES (?, ?, ?, ?, NULL, ?)", [sale_id, ts, LAST_WEEK, total, ts])
+        con.execute("INSERT INTO raw.sale_items VALUES (?, 1, 1, 'BAK-00001', 'Muffin', ?, ?, ?)",
+                    [sale_id, units, Decimal(price), total])
+
+
+def test_today_so_far_against_last_week_up_to_the_same_time_then_the_daily_run_closes_it(
+        tmp_path, core_state):
+    warehouse = tmp_path / "w.duckdb"
+    with running_emulator(core_state, clock=FixedClock(datetime(2025, 7, 1, 9, 0))) as emu:
+        _sell_at(emu, datetime(2025, 7, 1, 9, 0), "BAK-00001", 1)   # 2.09
+        _sell_at(emu, datetime(2025, 7, 1, 11, 30), "BEV-00001", 2)  # 3.78
+        emu.clock.set(datetime(2025, 7, 1, 14, 0))
+        with connect(warehouse) as con:
+            from salesflow.warehouse import ensure_schema
+
+            ensure_schema(con)
+            # up to 14:00 last Tuesday: 3 sales, 4 units, 16.50; after it: two more
+            _last_week(con, [(900001, "08:00:00", 2, "5.00"), (900002, "13:59:59", 1, "5.00"),
+                             (900003, "14:00:00", 1, "1.50"), (900004, "14:00:01", 1, "100.00"),
+                             (900005, "20:00:00", 3, "10.00")])
+            with CoreClient(emu.url, *emu.admin) as client:
+                result = refresh_today(client, con, workdir=tmp_path)
+            assert result.reconciled and result.day == TODAY
+            row = con.execute(
+                """SELECT day, as_of_ts, orders, units, revenue, avg_order_value, last_sale_ts,
+                          compare_day, compare_orders, compare_units, compare_revenue,
+                          revenue_change_pct, orders_change_pct, provisional FROM marts.today""").fetchall()
+            assert row == [(TODAY, datetime(2025, 7, 1, 14, 0), 2, 3, Decimal("5.87"), Decimal("2.94"),
+                            datetime(2025, 7, 1, 11, 30), LAST_WEEK, 3, 4, Decimal("16.50"),
+                            Decimal("-64.42"), Decimal("-33.33"), True)]
+            assert con.execute("SELECT orders, revenue, provisional FROM marts.daily_sales "
+                               "WHERE sale_date = ?", [TODAY]).fetchall() == [(2, Decimal("5.87"), True)]
+            assert set(con.execute("SELECT provisional FROM marts.product_daily_sales WHERE sale_date = ?",
+                                   [TODAY]).fetchall()) == {(True,)}
+
+        # after midnight the daily run (extract + daily marts for the day) closes it
+        _sell_at(emu, datetime(2025, 7, 1, 22, 0), "BAK-00001", 1)
+        emu.clock.set(datetime(2025, 7, 2, 6, 0))
+        closed = dg.materialize([raw_sales, daily_marts], partition_key=TODAY.isoformat(),
+                                resources=pipeline_resources(emu, warehouse))
+        assert closed.success
+        with connect(warehouse, read_only=True) as con:
+            assert con.execute("SELECT orders, revenue, provisional FROM marts.daily_sales "
+                               "WHERE sale_date = ?", [TODAY]).fetchall() == [(3, Decimal("7.96"), False)]
+            assert set(con.execute("SELECT provisional FROM marts.product_daily_sales WHERE sale_date = ?",
+                                   [TODAY]).fetchall()) == {(False,)}
+
+        # the next refresh is for the new day: marts.today holds that day only
+        with connect(warehouse) as con, CoreClient(emu.url, *emu.admin) as client:
+            refresh_today(client, con, workdir=tmp_path)
+            assert con.execute("SELECT day, orders, revenue_change_pct, provisional FROM marts.today"
+                               ).fetchall() == [(date(2025, 7, 2), 0, None, True)]
+            # the closed day stays closed
+            assert con.execute("SELECT provisional FROM marts.daily_sales WHERE sale_date = ?",
+                               [TODAY]).fetchone() == (False,)
+
+
+def test_a_change_against_nothing_is_not_a_percentage():
+    assert change_pct(Decimal("5.87"), Decimal("16.50")) == Decimal("-64.42")
+    assert change_pct(10, 0) is None
+    assert change_pct(0, 0) is None
+    assert change_pct(Decimal("3"), Decimal("2")) == Decimal("50.00")
+
+
+def test_materialize_today_prints_today_so_far_and_fails_when_the_core_refuses(
+        tmp_path, core_state, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    warehouse = tmp_path / "w.duckdb"
+    with running_emulator(core_state, clock=FixedClock(datetime(2025, 7, 1, 10, 0))) as emu:
+        _sell_at(emu, datetime(2025, 7, 1, 10, 0), "BAK-00001", 2)
+        monkeypatch.setenv("SALESFLOW_CORE_URL", emu.url)
+        monkeypatch.setenv("SALESFLOW_CORE_PHONE", emu.admin[0])
+        monkeypatch.setenv("SALESFLOW_CORE_PASSWORD", emu.admin[1])
+        monkeypatch.setenv("SALESFLOW_WAREHOUSE", str(warehouse))
+        monkeypatch.setenv("SALESFLOW_HOME", str(tmp_path))
+        monkeypatch.delenv("DAGSTER_HOME", raising=False)
+        assert main(["materialize", "--today"]) == 0
+        out = capsys.readouterr().out
+        assert "succeeded" in out
+        assert "today 2025-07-01 up to 10:00: 1 orders, 2 units, 4.18 EUR" in out
+        assert "same time last Tuesday (2025-06-24)" in out
+        assert main(["materialize", "--today", "--as-of", "2025-06-30"]) == 2
+        # a core that refuses the account: the refresh fails, and says so
+        monkeypatch.setenv("SALESFLOW_CORE_PASSWORD", "not-the-password")
+        assert main(["materialize", "--today"]) == 1
+        out = capsys.readouterr().out
+        assert "FAILED" in out and "refused" in out
+
+
+def test_with_a_backfill_running_the_intraday_run_waits_for_the_warehouse_pool(tmp_path, core_state):
+    from resources import WAREHOUSE_POOL
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    warehouse = tmp_path / "w.duckdb"
+    with running_emulator(core_state, clock=FixedClock(CORE_NOW)) as emu, \
+            dg.DagsterInstance.from_config(str(home)) as instance:
+        resources = pipeline_resources(emu, warehouse)
+        # the backfill's read of the full listing is held 3 s while its step holds the pool
+        arrived = threading.Event()
+        held = emu.app.state.faults.plan(None, method="GET", path="/sales", hold_s=3.0,
+                                         on_received=arrived.set)
+        backfill: list = []
+        worker = threading.Thread(target=lambda: backfill.append(run_daily(
+            as_of=SHOP_END, instance=instance, warehouse_path=warehouse, resources=resources,
+            reports=False)))
+        worker.start()
+        try:
+            assert arrived.wait(120), "the backfill never read the sales listing"
+            assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
+            today = run_today(instance=instance, warehouse_path=warehouse, resources=resources)
+        finally:
+            worker.join(600)
+        assert held.requests == [("GET", "/api/v1/sales")]
+        (summary,) = backfill
+        assert summary.success, summary.summary()
+        assert today.success, today.summary()
+        blocked = [e for e in instance.all_logs(today.run_id)
+                   if e.dagster_event and "blocked by limit for pool" in (e.dagster_event.message or "")]
+        assert blocked, "the intraday step did not wait for the warehouse pool"
+        assert f"pool {WAREHOUSE_POOL}" in blocked[0].dagster_event.message
+        # the intraday step started only once the backfill's sales step had let go of the slot
+        def first(run_id, event_type, step=None):
+            return min(e.timestamp for e in instance.all_logs(run_id, of_type=event_type)
+                       if step is None or e.step_key == step)
+        sales_done = first(summary.run_id, dg.DagsterEventType.STEP_SUCCESS, "raw_sales")
+        assert first(today.run_id, dg.DagsterEventType.STEP_START) >= sales_done
+    with connect(warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM marts.today").fetchone()[0] == 1
+        assert con.execute("SELECT max(sale_date) FROM marts.daily_sales WHERE NOT provisional"
+                           ).fetchone()[0] == SHOP_END
