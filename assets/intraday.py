@@ -13,8 +13,11 @@ import dagster as dg
 
 from assets.extract import CORE_RETRY, _client_metadata, no_retry_for_bad_data
 from pipelines.partitions import SHOP
-from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, WarehouseResource
+from resources import (
+    WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource,
+)
 from salesflow import intraday
+from salesflow.errors import MailConfigError, MailDeliveryError
 
 INTRADAY_GROUP = "intraday"
 RAW_SALES_TODAY = dg.AssetKey(["raw", "sales_today"])
@@ -41,12 +44,16 @@ MARTS_TODAY = dg.AssetKey(["marts", "today"])
     retry_policy=CORE_RETRY,
 )
 def today_so_far(context: dg.AssetExecutionContext, core: CoreApiResource,
-                 warehouse: WarehouseResource, folders: FoldersResource):
+                 warehouse: WarehouseResource, folders: FoldersResource, mailer: MailerResource):
+    outage = intraday.OutageSettings.from_env()
+    outage_meta = {}
     with no_retry_for_bad_data(), \
             tempfile.TemporaryDirectory(prefix="today-", dir=folders.spool) as tmp, \
             core.get_client(context.log) as client, warehouse.get_connection() as con:
         result = intraday.refresh_today(client, con, workdir=Path(tmp), log=context.log)
         meta = _client_metadata(client)
+        if outage.enabled and result.reconciled:
+            outage_meta = _tell_outage(context, con, result.as_of_ts, outage, folders, mailer)
     common = {"day": str(result.day), "core_time": result.as_of_ts.isoformat(timespec="seconds"), **meta}
     yield dg.MaterializeResult(
         asset_key=RAW_SALES_TODAY,
@@ -75,9 +82,32 @@ def today_so_far(context: dg.AssetExecutionContext, core: CoreApiResource,
             "orders_change_pct": None if row.orders_change_pct is None else float(row.orders_change_pct),
             "summary": intraday.today_line(row.record(), SHOP.currency),
             **{f"rows_{k}": v for k, v in result.marts_rows.items()},
+            **outage_meta,
             **common,
         },
     )
+
+
+def _tell_outage(context, con, now, outage: intraday.OutageSettings, folders: FoldersResource,
+                 mailer: MailerResource) -> dict:
+    """The optional outage alert: told once per gap to the alert recipients."""
+    verdict = intraday.outage_verdict(con, now, hours=outage.hours, min_expected=outage.min_expected)
+    sent = "no outage"
+    if verdict.alert:
+        context.log.warning(verdict.headline())
+        try:
+            recipients = mailer.recipients().for_alert("anomaly")
+            delivery = intraday.alert_outage_once(
+                con, mailer.mailer(folders.path("exports", "outbox")), verdict, recipients,
+                shop_name=SHOP.shop_name)
+        except (MailConfigError, MailDeliveryError) as exc:
+            raise dg.Failure(f"{verdict.headline()}, but the alert could not be e-mailed: {exc}. "
+                             "The next refresh tries again.") from None
+        sent = ("no alert recipients configured" if not recipients else
+                "already told for this gap" if delivery is None else
+                f"{delivery.transport} to {len(recipients)} recipient(s)")
+    return {"outage": verdict.headline() if verdict.alert else verdict.reason,
+            "outage_expected_sales": float(verdict.expected), "outage_email": sent}
 
 
 intraday_assets = [today_so_far]

@@ -195,8 +195,10 @@ class OutageVerdict:
         return int((self.window_end - self.window_start).total_seconds() // 3600)
 
     def headline(self) -> str:
-        return (f"No sale for {self.hours} hours on a {self.window_end:%A}: {self.expected_text} "
-                f"were expected between {self.window_start:%H:%M} and {self.window_end:%H:%M}")
+        hours = "1 hour" if self.hours == 1 else f"{self.hours} hours"
+        verb = "was" if self.expected_text == "1" else "were"
+        return (f"No sale for {hours} on a {self.window_end:%A}: {self.expected_text} {verb} "
+                f"expected between {self.window_start:%H:%M} and {self.window_end:%H:%M}")
 
     @property
     def expected_text(self) -> str:
@@ -245,3 +247,68 @@ def today_line(row: dict, currency: str = "") -> str:
             f"({cmp_day.isoformat()}): {row['compare_orders']} orders, "
             f"{row['compare_revenue']:,.2f}{unit} (revenue {change(row['revenue_change_pct'])}, "
             f"orders {change(row['orders_change_pct'])})")
+
+
+OUTAGE_HOURS_ENV = "SALESFLOW_OUTAGE_ALERT_HOURS"
+OUTAGE_MIN_ENV = "SALESFLOW_OUTAGE_MIN_EXPECTED"
+DEFAULT_OUTAGE_MIN_EXPECTED = 20
+
+
+@dataclass(frozen=True)
+class OutageSettings:
+    hours: int = 0  # 0: the alert is off
+    min_expected: int = DEFAULT_OUTAGE_MIN_EXPECTED
+
+    @property
+    def enabled(self) -> bool:
+        return self.hours > 0
+
+    @classmethod
+    def from_env(cls, environ=None) -> "OutageSettings":
+        from salesflow.settings import whole_number_from_env
+
+        return cls(whole_number_from_env(OUTAGE_HOURS_ENV, 0, minimum=0, unit="hours", environ=environ),
+                   whole_number_from_env(OUTAGE_MIN_ENV, DEFAULT_OUTAGE_MIN_EXPECTED, minimum=1,
+                                         unit="sales", environ=environ))
+
+
+def outage_message(verdict: OutageVerdict, *, sender: str, recipients, shop_name: str,
+                   unsubscribe: str | None = None):
+    """The alert e-mail of one gap; its Message-ID derives from the gap, so a repeat is
+    recognisably the same message."""
+    from salesflow.email_render import render
+    from salesflow.mailer import build_message, sender_domain
+
+    headline = verdict.headline()
+    ts = verdict.last_sale_ts
+    last = f"{ts:%A} {ts.day} {ts:%B %Y}, {ts:%H:%M}" if ts else "none yet"
+    body = render("outage", title="No sales coming in", subtitle=shop_name, preheader=headline,
+                  shop_name=shop_name, headline=headline, last_sale=last, hours=verdict.hours,
+                  expected=verdict.expected_text, weeks=verdict.weeks,
+                  window=f"{verdict.window_start:%H:%M} to {verdict.window_end:%H:%M}",
+                  weekday=f"{verdict.window_end:%A}", unsubscribe=unsubscribe)
+    token = "".join(ch for ch in outage_key(verdict) if ch.isalnum()) or "gap"
+    return build_message(sender=sender, to=recipients, subject=f"[SalesFlow] {headline}",
+                         text=body.text, html=body.html,
+                         message_id=f"<outage.{token}@{sender_domain(sender)}>",
+                         headers={"X-SalesFlow-Alert": "outage"})
+
+
+def alert_outage_once(con: duckdb.DuckDBPyConnection, mailer, verdict: OutageVerdict, recipients,
+                      *, shop_name: str):
+    """E-mail the outage of ``verdict`` unless the alerts ledger shows its gap was told; None
+    when it was, when there is no outage, or when nobody is to receive it."""
+    from salesflow import alerts
+
+    if not verdict.alert or not recipients:
+        return None
+    alerts.ensure_alert_tables(con)
+    key = outage_key(verdict)
+    if con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
+        return None
+    recovered = alerts._recover(con, mailer, "resend", only_keys=[key])
+    if recovered:
+        return recovered[0]
+    msg = outage_message(verdict, sender=mailer.sender, recipients=recipients, shop_name=shop_name,
+                         unsubscribe=mailer.unsubscribe_address)
+    return alerts.deliver_tracked(con, mailer, msg, [key])

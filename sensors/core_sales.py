@@ -30,11 +30,11 @@ from assets.intraday import intraday_job
 from resources import CoreApiResource
 from salesflow.core_client import CoreClient
 from salesflow.errors import CoreApiError, CoreAuthError
+from salesflow.intraday import OutageSettings
 from salesflow.settings import whole_number_from_env
 
 POLL_ENV = "SALESFLOW_INTRADAY_POLL_SECONDS"
 DEFAULT_POLL_SECONDS = 300
-OUTAGE_HOURS_ENV = "SALESFLOW_OUTAGE_ALERT_HOURS"
 DAY_TAG, SALE_TAG, OUTAGE_TAG = "salesflow/core_day", "salesflow/newest_sale", "salesflow/outage_since"
 # A poll must not hold the daemon: a few seconds per request and one attempt (the client's
 # retries nest inside its login's, so two attempts would mean four connections to a core that
@@ -54,7 +54,7 @@ def poll_seconds(environ=None) -> int:
 
 def outage_hours(environ=None) -> int:
     """Hours without a sale before the outage alert looks at it; 0 (the default) is off."""
-    return whole_number_from_env(OUTAGE_HOURS_ENV, 0, minimum=0, unit="hours", environ=environ)
+    return OutageSettings.from_env(environ).hours
 
 
 def public_url(url: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -174,3 +174,99 @@ def test_with_a_backfill_running_the_intraday_run_waits_for_the_warehouse_pool(t
         assert con.execute("SELECT count(*) FROM marts.today").fetchone()[0] == 1
         assert con.execute("SELECT max(sale_date) FROM marts.daily_sales WHERE NOT provisional"
                            ).fetchone()[0] == SHOP_END
+
+
+def test_today_runs_only_in_its_own_job_never_in_the_daily_one():
+    from pipelines.definitions import defs
+
+    def keys(job: str) -> set[str]:
+        return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.selected_asset_keys}
+
+    assert keys("intraday_job") == {"raw/sales_today", "marts/today"}
+    assert not keys("daily_job") & keys("intraday_job")
+    assert "marts/daily_sales" in keys("daily_job")
+
+
+# -- the optional outage alert ------------------------------------------------------------------
+OUTAGE_NOW = datetime(2025, 7, 1, 15, 0)  # a Tuesday afternoon
+
+
+def _history_for_outage(con, per_week: int = 6) -> None:
+    """``per_week`` sales from 13:05 and from 17:05, 18 minutes apart, on each of the last four
+    Tuesdays, and today's last sale at 12:30."""
+    from salesflow.warehouse import ensure_schema
+
+    ensure_schema(con)
+    sale_id = 1
+    for week in range(1, 5):
+        day = OUTAGE_NOW.date().toordinal() - 7 * week
+        for hour in (13, 17):
+            for k in range(per_week):
+                ts = datetime.fromordinal(day).replace(hour=hour) + timedelta(minutes=5 + k * 18)
+                con.execute("INSERT INTO raw.sales VALUES (?, ?, ?, 1.00, NULL, ?)",
+                            [sale_id, ts, ts.date(), ts])
+                sale_id += 1
+    con.execute("INSERT INTO raw.sales VALUES (?, ?, ?, 1.00, NULL, ?)",
+                [sale_id, datetime(2025, 7, 1, 12, 30), date(2025, 7, 1), OUTAGE_NOW])
+
+
+def test_the_outage_alert_is_told_once_per_gap_when_enough_sales_were_expected(tmp_path):
+    from email import message_from_bytes, policy
+
+    from salesflow.intraday import alert_outage_once, outage_verdict
+    from salesflow.mailer import Mailer, SmtpSettings
+    from tests.browser import assert_reads_on_phone
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    _history_for_outage(con)
+    verdict = outage_verdict(con, OUTAGE_NOW, hours=2, min_expected=5)
+    assert verdict.alert and verdict.expected == 6
+    assert verdict.headline() == "No sale for 2 hours on a Tuesday: 6 were expected between 13:00 and 15:00"
+    outbox = tmp_path / "outbox"
+    mailer = Mailer(SmtpSettings.from_env({"SALESFLOW_SMTP_SENDER": "SalesFlow <alerts@shop.example>"}),
+                    outbox_dir=outbox)
+    to = ("owner@shop.example",)
+    assert alert_outage_once(con, mailer, verdict, to, shop_name="Corner Shop") is not None
+    # the next refreshes of the same gap tell nobody again
+    later = outage_verdict(con, datetime(2025, 7, 1, 15, 10), hours=2, min_expected=5)
+    assert later.alert
+    assert alert_outage_once(con, mailer, later, to, shop_name="Corner Shop") is None
+    (sent,) = outbox.glob("*.eml")
+    msg = message_from_bytes(sent.read_bytes(), policy=policy.default)
+    assert msg["Subject"] == f"[SalesFlow] {verdict.headline()}"
+    assert "12:30" in msg.get_body(("plain",)).get_content()
+    assert_reads_on_phone(msg, tmp_path, "outage")
+    # sales resume, then stop again: a new gap is a new alert
+    con.execute("INSERT INTO raw.sales VALUES (999, ?, ?, 1.00, NULL, ?)",
+                [datetime(2025, 7, 1, 16, 0), date(2025, 7, 1), OUTAGE_NOW])
+    assert not outage_verdict(con, datetime(2025, 7, 1, 17, 0), hours=2, min_expected=5).alert
+    next_gap = outage_verdict(con, datetime(2025, 7, 1, 19, 5), hours=2, min_expected=5)
+    assert next_gap.alert
+    assert alert_outage_once(con, mailer, next_gap, to, shop_name="Corner Shop") is not None
+    assert len(list(outbox.glob("*.eml"))) == 2
+    con.close()
+
+
+def test_no_outage_alert_when_too_few_were_expected_or_when_it_is_off(tmp_path):
+    from salesflow.intraday import OutageSettings, outage_verdict
+    from sensors.core_sales import decide
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    _history_for_outage(con, per_week=6)
+    few = outage_verdict(con, OUTAGE_NOW, hours=2, min_expected=20)  # the default minimum
+    assert not few.alert and "fewer than 20" in few.reason
+    con.close()
+    # off unless set: the sensor then never asks for an outage run
+    assert not OutageSettings.from_env({}).enabled
+    assert OutageSettings.from_env({"SALESFLOW_OUTAGE_ALERT_HOURS": "0"}).hours == 0
+    with pytest.raises(ValueError, match="SALESFLOW_OUTAGE_MIN_EXPECTED"):
+        OutageSettings.from_env({"SALESFLOW_OUTAGE_MIN_EXPECTED": "many"})
+    cursor = {"day": "2025-07-01", "sale_id": 7}
+    quiet = decide(cursor, "2025-07-01", 7, datetime(2025, 7, 1, 12, 30), OUTAGE_NOW)
+    assert quiet[0] == []
+    on = decide(cursor, "2025-07-01", 7, datetime(2025, 7, 1, 12, 30), OUTAGE_NOW, outage_after_hours=2)
+    again = decide(on[1], "2025-07-01", 7, datetime(2025, 7, 1, 12, 30), OUTAGE_NOW, outage_after_hours=2)
+    # one run per gap: the same run key at every tick of the gap (Dagster starts it once)
+    assert [r.run_key for r in on[0]] == [r.run_key for r in again[0]] == ["outage:7"]
+    assert decide(cursor, "2025-07-01", 7, datetime(2025, 7, 1, 14, 0), OUTAGE_NOW,
+                  outage_after_hours=2)[0] == []
