@@ -270,3 +270,29 @@ def test_no_outage_alert_when_too_few_were_expected_or_when_it_is_off(tmp_path):
     assert [r.run_key for r in on[0]] == [r.run_key for r in again[0]] == ["outage:7"]
     assert decide(cursor, "2025-07-01", 7, datetime(2025, 7, 1, 14, 0), OUTAGE_NOW,
                   outage_after_hours=2)[0] == []
+
+
+def test_an_intraday_run_tells_an_outage_once_when_the_alert_is_on(tmp_path, core_state, monkeypatch):
+    from pipelines.definitions import defs
+    from resources import MailerResource
+
+    warehouse = tmp_path / "w.duckdb"
+    with connect(warehouse) as con:
+        _history_for_outage(con)
+    monkeypatch.setenv("SALESFLOW_OUTAGE_ALERT_HOURS", "2")
+    monkeypatch.setenv("SALESFLOW_OUTAGE_MIN_EXPECTED", "5")
+    outbox = tmp_path / "outbox"
+    with running_emulator(core_state, clock=FixedClock(OUTAGE_NOW)) as emu:
+        resources = {**pipeline_resources(emu, warehouse), "mailer": MailerResource(
+            sender="SalesFlow <alerts@shop.example>", alert_recipients="owner@shop.example",
+            outbox_dir=str(outbox))}
+        job = defs.resolve_job_def("intraday_job")
+        first = job.execute_in_process(resources=resources)
+        second = job.execute_in_process(resources=resources)
+    assert first.success and second.success
+    (sent,) = outbox.glob("*.eml")
+    assert b"No sale for 2 hours on a Tuesday: 6 were expected between 13:00 and 15:00" in sent.read_bytes()
+    told = [m.metadata["outage_email"].value for r in (first, second)
+            for m in r.asset_materializations_for_node("today_so_far")
+            if m.asset_key == dg.AssetKey(["marts", "today"])]
+    assert told == ["outbox to 1 recipient(s)", "already told for this gap"]
