@@ -77,6 +77,8 @@ class CommitReport:
     rows_committed: int = 0  # by this run
     actions: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    # the sale days whose rows in raw.sales / raw.sale_items the commit wrote or replaced
+    sale_days: list[date] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
         return {
@@ -619,11 +621,14 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
     con = job.con
     with transaction(con):
         if _already_committed(job, report):
+            # an earlier attempt wrote these rows; the days are still the file's
+            report.sale_days = sorted(set(sales_frame["sale_date"].map(date.fromisoformat)))
             return report
         with registered(con, _imp_sales=sales_frame, _imp_lines=lines_frame):
-            replaced = con.execute(
-                "SELECT count(*) FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _imp_sales)"
-            ).fetchone()[0]
+            replaced, before_days = con.execute(
+                "SELECT count(*), list(DISTINCT sale_date) FROM raw.sales "
+                "WHERE sale_id IN (SELECT sale_id FROM _imp_sales)"
+            ).fetchone()
             con.execute("DELETE FROM raw.sale_items WHERE sale_id IN (SELECT sale_id FROM _imp_sales)")
             con.execute("DELETE FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _imp_sales)")
             con.execute(
@@ -640,6 +645,9 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
                           CAST(unit_price AS DECIMAL(18,2)), CAST(subtotal AS DECIMAL(18,2))
                    FROM _imp_lines"""
             )
+            written_days = {d for (d,) in con.execute(
+                "SELECT DISTINCT sale_date FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _imp_sales)"
+            ).fetchall()}
             first, last = sales_frame["sale_date"].min(), sales_frame["sale_date"].max()
             core_days = con.execute(
                 "SELECT count(DISTINCT sale_date) FROM raw.sales WHERE sale_id > 0 "
@@ -650,6 +658,7 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
                 "rows": len(v.row_numbers), "sales": len(sales_frame), "lines": len(lines_frame),
                 "replaced_sales": replaced, "first_date": first, "last_date": last,
             })
+    report.sale_days = sorted(set(before_days or ()) | written_days)
     report.actions["sales"] = len(sales_frame)
     report.actions["lines"] = len(lines_frame)
     if replaced:

@@ -123,6 +123,15 @@ class ImportOutcome:
     commit: CommitReport | None = None
     # a commit that stopped: rows committed, failed, not committed (and sent without answer)
     account: dict | None = None
+    # the sale days a committed import wrote or replaced in raw.sales / raw.sale_items (what
+    # was committed, not what the file asked for)
+    days: list[date] = field(default_factory=list)
+    # what follows the commit in the warehouse (set by the import job): the spans of days whose
+    # marts are rebuilt, the days written that have no marts (outside the daily partitions),
+    # and the other marts rebuilt, by name ("monthly profit")
+    rebuilt_days: list[tuple[date, date]] = field(default_factory=list)
+    days_outside: list[date] = field(default_factory=list)
+    rebuilt_marts: list[str] = field(default_factory=list)
 
     def first_errors(self, n: int = 20) -> list[dict]:
         return [{"where": i.where(), **i.as_dict()} for i in self.issues[:n]]
@@ -143,11 +152,25 @@ class ImportOutcome:
         if self.commit is not None:
             for w in self.commit.warnings:
                 lines.append(f"  warning: {w}")
+        if self.days:
+            lines.append("  sale days written: " + ", ".join(
+                str(a) if a == b else f"{a}..{b}" for a, b in day_runs(self.days)))
         if self.moved_to is not None:
             lines.append(f"  file moved to {self.moved_to}")
         if self.report is not None:
             lines.append(f"  report: {self.report}")
         return "\n".join(lines)
+
+
+def day_runs(days) -> list[tuple[date, date]]:
+    """Days as contiguous spans ``(first, last)``, in order: 3, 4, 5 and 9 March are two."""
+    spans: list[list[date]] = []
+    for day in sorted(set(days)):
+        if spans and (day - spans[-1][1]).days == 1:
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return [(a, b) for a, b in spans]
 
 
 # -- names and paths -------------------------------------------------------------------
@@ -413,6 +436,7 @@ def process_file(
             raise
         outcome.commit = report
         outcome.status = "committed"
+        outcome.days = list(report.sale_days)
         outcome.message = _commit_message(report)
         J.set_import(con, sha, filename=shown, status="committed", kind=validated.kind.name,
                      committed_at=now, message=_message(outcome), **counts)
