@@ -6,7 +6,8 @@ import dagster as dg
 from pydantic import Field
 
 from assets.extract import RAW_INVENTORY, RAW_PRODUCTS, RAW_SALE_ITEMS, RAW_SALES, RAW_STOCK_SNAPSHOTS
-from pipelines.automation import FOLLOW_UPSTREAM
+from assets.imported import RAW_EXPENSES
+from pipelines.automation import AFTER_INPUTS_SETTLE, FOLLOW_ANY_DAY, FOLLOW_MARTS
 from pipelines.partitions import daily_partitions, partition_dates
 from resources import WAREHOUSE_POOL, FoldersResource, WarehouseResource
 from salesflow import customers, expenses, exports, mart_checks, marts
@@ -43,14 +44,14 @@ def _latest_sale_date(con) -> date | None:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(DAILY_SALES, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, partitions_def=daily_partitions,
+        dg.AssetSpec(DAILY_SALES, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
                      deps=[RAW_SALES, RAW_SALE_ITEMS, RAW_INVENTORY],
                      description="Revenue trend: every calendar day (zero days included), with "
                      "cost and gross profit over lines whose unit cost is known."),
-        dg.AssetSpec(PRODUCT_DAILY_SALES, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM,
+        dg.AssetSpec(PRODUCT_DAILY_SALES, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY,
                      partitions_def=daily_partitions, deps=[RAW_SALES, RAW_SALE_ITEMS],
                      description="Orders, units and revenue per sku and day with sales."),
-        dg.AssetSpec(CUSTOMER_DAILY, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, partitions_def=daily_partitions,
+        dg.AssetSpec(CUSTOMER_DAILY, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
                      deps=[RAW_SALES], description="New and returning customers per day."),
     ],
     check_specs=[
@@ -93,15 +94,15 @@ class StockConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(KPIS, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, partitions_def=daily_partitions,
+        dg.AssetSpec(KPIS, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
                      deps=[DAILY_SALES, RAW_SALES],
                      description="KPIs for the windows 7d, 28d, mtd, ytd and all ending on the as-of day."),
-        dg.AssetSpec(TOP_PRODUCTS, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, partitions_def=daily_partitions,
+        dg.AssetSpec(TOP_PRODUCTS, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
                      deps=[PRODUCT_DAILY_SALES, RAW_PRODUCTS]),
-        dg.AssetSpec(STOCK_STATUS, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, partitions_def=daily_partitions,
+        dg.AssetSpec(STOCK_STATUS, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
                      deps=[RAW_PRODUCTS, RAW_STOCK_SNAPSHOTS, PRODUCT_DAILY_SALES],
                      description="Stock, cover, status, severity and reorder quantity per product."),
-        dg.AssetSpec(STOCK_TURNOVER, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, partitions_def=daily_partitions,
+        dg.AssetSpec(STOCK_TURNOVER, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
                      deps=[RAW_STOCK_SNAPSHOTS, PRODUCT_DAILY_SALES]),
     ],
     check_specs=[
@@ -189,13 +190,13 @@ def _misfits_text(misfits: list[dict]) -> str:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(CUSTOMER_RFM, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, deps=[RAW_SALES, CUSTOMER_DAILY],
+        dg.AssetSpec(CUSTOMER_RFM, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_MARTS, deps=[RAW_SALES, CUSTOMER_DAILY],
                      description="RFM scores and segments as of the latest sale day."),
-        dg.AssetSpec(COHORT_RETENTION, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, deps=[RAW_SALES, CUSTOMER_DAILY],
+        dg.AssetSpec(COHORT_RETENTION, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_MARTS, deps=[RAW_SALES, CUSTOMER_DAILY],
                      description="Monthly cohort retention as of the latest sale day."),
-        dg.AssetSpec(EXPENSES_MONTHLY, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, deps=[DAILY_SALES],
+        dg.AssetSpec(EXPENSES_MONTHLY, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_MARTS, deps=[DAILY_SALES, RAW_EXPENSES],
                      description="Expenses by category and month (expenses arrive through imports)."),
-        dg.AssetSpec(PROFIT_MONTHLY, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_UPSTREAM, deps=[DAILY_SALES],
+        dg.AssetSpec(PROFIT_MONTHLY, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_MARTS, deps=[DAILY_SALES, RAW_EXPENSES],
                      description="Net profit per month: gross profit − expenses."),
     ],
     pool=WAREHOUSE_POOL,
@@ -226,6 +227,7 @@ def snapshot_marts(context: dg.AssetExecutionContext, warehouse: WarehouseResour
           CUSTOMER_DAILY, CUSTOMER_RFM, COHORT_RETENTION, EXPENSES_MONTHLY, PROFIT_MONTHLY],
     kinds={"csv", "parquet"},
     pool=WAREHOUSE_POOL,
+    automation_condition=AFTER_INPUTS_SETTLE,
     description="Every mart as CSV (header row, ISO dates) and Parquet under exports/marts/.",
 )
 def mart_exports(warehouse: WarehouseResource, folders: FoldersResource) -> dg.MaterializeResult:

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.extract import RAW_INVENTORY
+from assets.imported import RAW_LEAD_TIMES
 from assets.marts import PRODUCT_DAILY_SALES, STOCK_STATUS, _md
 from assets.reports import SALES_FORECAST
 from pipelines.automation import FOLLOW_UPSTREAM
@@ -25,7 +26,8 @@ class ReorderConfig(dg.Config):
 
 @dg.asset(
     key=REORDER_SUGGESTIONS, group_name="marts", kinds={"duckdb"}, partitions_def=daily_partitions,
-    deps=[STOCK_STATUS, SALES_FORECAST, PRODUCT_DAILY_SALES, RAW_INVENTORY], pool=WAREHOUSE_POOL,
+    deps=[STOCK_STATUS, SALES_FORECAST, PRODUCT_DAILY_SALES, RAW_INVENTORY, RAW_LEAD_TIMES],
+    pool=WAREHOUSE_POOL,
     automation_condition=FOLLOW_UPSTREAM, backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[dg.AssetCheckSpec("rows_add_up", asset=REORDER_SUGGESTIONS, blocking=False,
                                    description="One row per sku, no negative figure, order qty = "
