@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.extract import extract_assets
+from assets.imported import imported_specs
 from assets.intraday import intraday_assets, intraday_job
 from assets.marts import mart_assets
 from assets.ml import ml_assets
@@ -50,8 +51,8 @@ resources = {
 }
 
 defs = dg.Definitions(
-    assets=[*extract_assets, *mart_assets, *ml_assets, *reorder_assets, *report_assets,
-            *intraday_assets],
+    assets=[*extract_assets, *imported_specs, *mart_assets, *ml_assets, *reorder_assets,
+            *report_assets, *intraday_assets],
     asset_checks=freshness_checks,
     jobs=[daily_job, extract_job, weekly_report_job, monthly_report_job, *import_jobs, intraday_job],
     schedules=[daily_schedule],
