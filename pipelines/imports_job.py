@@ -4,21 +4,34 @@
 Imports are not derived data, so this is an op job with run config rather than assets. Its
 single op runs in the warehouse pool (it records every file in ``ops.imports`` and writes the
 warehouse kinds) and does the work in ``salesflow.imports.pipeline.process_file``.
+
+A committed warehouse kind is reported as materializations of the raw assets it wrote
+(``raw/sales`` and ``raw/sale_items`` for each day a sales_history file wrote, ``raw/expenses``,
+``raw/customers``, ``raw/lead_times``); the automation conditions rebuild what follows them
+(``FOLLOW_UP``). ``salesflow import`` runs the same follow-up in process before it returns.
 """
 
 import os
 import re
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from pydantic import Field
 
-from pipelines.partitions import SHOP
+from assets.extract import RAW_SALE_ITEMS, RAW_SALES
+from assets.imported import RAW_CUSTOMERS, RAW_EXPENSES, RAW_LEAD_TIMES
+from assets.marts import as_of_marts, daily_marts, mart_exports, snapshot_marts
+from assets.reorder import reorder_suggestions
+from pipelines.partitions import SHOP, daily_partitions
 from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource
 from salesflow.errors import CoreAuthError, CoreDataError, MailConfigError
 from salesflow.imports.pipeline import (
-    MODES, ImportOutcome, ImportSettings, InboxLayout, copy_into_inbox, process_file, safe_name,
+    MODES, ImportOutcome, ImportSettings, InboxLayout, copy_into_inbox, day_runs, process_file,
+    safe_name,
 )
 from salesflow.notices import import_recipients, notify_import
 
@@ -44,6 +57,75 @@ class ImportFileConfig(dg.Config):
                                "file changed since is left for the sensor to request again")
     batch_rows: int = Field(default=50, description="Products / stock counts per journaled batch")
     batch_sales: int = Field(default=100, description="Sales per POST /sales/bulk")
+
+
+# -- what follows an import ------------------------------------------------------------------
+# The raw assets each warehouse kind writes (the core's kinds reach the warehouse through the
+# next extract instead).
+IMPORTED_RAW: dict[str, tuple[dg.AssetKey, ...]] = {
+    "sales_history": (RAW_SALES, RAW_SALE_ITEMS),
+    "expenses": (RAW_EXPENSES,),
+    "customers": (RAW_CUSTOMERS,),
+    "lead_times": (RAW_LEAD_TIMES,),
+}
+DAY_MARTS = dg.AssetSelection.assets(daily_marts, as_of_marts)
+SNAPSHOT_MARTS = dg.AssetSelection.assets(snapshot_marts)
+EXPORTS = dg.AssetSelection.assets(mart_exports)
+REORDER = dg.AssetSelection.assets(reorder_suggestions)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The assets a committed import of one kind flows into, as the automation conditions
+    rebuild them: ``days`` for each day the import wrote, ``latest`` for the latest day, and
+    ``whole`` (unpartitioned) once. `salesflow import` runs exactly these after the commit."""
+
+    days: dg.AssetSelection | None = None
+    latest: dg.AssetSelection | None = None
+    whole: dg.AssetSelection | None = None
+    labels: tuple[str, ...] = ()  # what a person is told was rebuilt besides the days
+
+
+FOLLOW_UP: dict[str, FollowUp] = {
+    # the days' marts and KPIs as of them; customers, monthly expenses and profit; the exports
+    "sales_history": FollowUp(days=DAY_MARTS, whole=SNAPSHOT_MARTS | EXPORTS,
+                              labels=("monthly profit", "customer segments and cohorts")),
+    "expenses": FollowUp(whole=SNAPSHOT_MARTS | EXPORTS, labels=("monthly profit",)),
+    # lead times change the latest day's reorder list only
+    "lead_times": FollowUp(latest=REORDER, labels=("reorder list",)),
+    # no mart reads raw.customers
+    "customers": FollowUp(),
+}
+
+
+@dataclass
+class FollowUpPlan:
+    kind: str
+    spans: list[tuple[date, date]] = field(default_factory=list)  # days with marts, as spans
+    outside: list[date] = field(default_factory=list)  # days written that have no partition
+    follow: FollowUp = field(default_factory=FollowUp)
+
+
+def follow_up_plan(kind: str | None, days) -> FollowUpPlan:
+    """What follows a committed import of ``kind`` that wrote the sale days ``days``."""
+    follow = FOLLOW_UP.get(kind or "", FollowUp())
+    inside = [d for d in days if daily_partitions.has_partition_key(d.isoformat())]
+    outside = sorted(set(days) - set(inside))
+    return FollowUpPlan(kind or "", day_runs(inside), outside, follow)
+
+
+def _materializations(outcome: ImportOutcome, plan: FollowUpPlan) -> list[dg.AssetMaterialization]:
+    """The raw assets (and days) a committed import wrote, as materializations: the automation
+    sensor rebuilds what follows them."""
+    keys = IMPORTED_RAW.get(outcome.kind or "", ())
+    meta = {"import_file": outcome.file, "import_sha256": outcome.sha256 or "",
+            "rows_committed": outcome.commit.rows_committed if outcome.commit else 0}
+    if outcome.kind != "sales_history":
+        return [dg.AssetMaterialization(asset_key=key, metadata=meta) for key in keys]
+    days = [d for a, b in plan.spans for d in daily_partitions.get_partition_keys_in_range(
+        dg.PartitionKeyRange(a.isoformat(), b.isoformat()))]
+    return [dg.AssetMaterialization(asset_key=key, partition=day, metadata=meta)
+            for key in keys for day in days]
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()!<>#|{}~])")
@@ -89,7 +171,17 @@ def outcome_metadata(outcome: ImportOutcome, n: int = 20) -> dict[str, Any]:
         meta["moved_to"] = dg.MetadataValue.path(str(outcome.moved_to))
     if outcome.report is not None:
         meta["report"] = dg.MetadataValue.path(str(outcome.report))
+    if outcome.days:
+        meta["days_written"] = dg.MetadataValue.json(_spans_json(day_runs(outcome.days)))
+        meta["days_rebuilt"] = dg.MetadataValue.json(_spans_json(outcome.rebuilt_days))
+    if outcome.days_outside:
+        meta["days_outside_partitions"] = dg.MetadataValue.json(
+            [d.isoformat() for d in outcome.days_outside])
     return meta
+
+
+def _spans_json(spans) -> list[str]:
+    return [a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in spans]
 
 
 def outcome_summary(outcome: ImportOutcome) -> dict[str, Any]:
@@ -104,8 +196,26 @@ def outcome_summary(outcome: ImportOutcome) -> dict[str, Any]:
         "commit": outcome.commit.as_metadata() if outcome.commit else None,
         "warnings": list(outcome.commit.warnings) if outcome.commit else [],
         "account": outcome.account,
+        "days": [d.isoformat() for d in outcome.days],
+        "days_outside": [d.isoformat() for d in outcome.days_outside],
         "text": outcome.summary(),
     }
+
+
+def _report_changes(context, outcome: ImportOutcome) -> None:
+    """Log the raw assets and days the commit wrote, and note on the outcome what follows."""
+    plan = follow_up_plan(outcome.kind, outcome.days)
+    outcome.rebuilt_days = list(plan.spans) if plan.follow.days is not None else []
+    outcome.days_outside = list(plan.outside)
+    outcome.rebuilt_marts = list(plan.follow.labels)
+    for event in _materializations(outcome, plan):
+        context.log_event(event)
+    if plan.outside:
+        context.log.warning(
+            f"{len(plan.outside)} day(s) written by {outcome.file} have no daily partition "
+            f"(partitions run {daily_partitions.start:%Y-%m-%d} to yesterday), so no day's marts "
+            f"follow them: {', '.join(d.isoformat() for d in plan.outside[:10])}"
+            + (" ..." if len(plan.outside) > 10 else ""))
 
 
 def _notify(context, outcome: ImportOutcome, warehouse: WarehouseResource,
@@ -157,6 +267,8 @@ def import_file(
         )
     except (CoreAuthError, CoreDataError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    if outcome.status == "committed":
+        _report_changes(context, outcome)
     metadata = outcome_metadata(outcome)
     context.log.info(f"import of {outcome.file}: {outcome.status}; {outcome.message[:500]}")
     metadata["notice"] = _notify(context, outcome, warehouse, folders, mailer)
@@ -229,18 +341,83 @@ def run_import_file(
             tags={FILE_TAG: safe_name(Path(source).name)[:200], STAGE_TAG: "cli"},
         )
         if result.success:
-            return True, result.output_for_node(IMPORT_OP)
-        errors = []
-        for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                data = event.event_specific_data
-                err = getattr(data, "error", None)
-                errors.append(getattr(err, "message", None) or event.message or "step failed")
-        text = "\n".join(e.strip() for e in errors) or "the import run failed"
+            summary = result.output_for_node(IMPORT_OP)
+            if summary.get("status") == "committed":
+                summary = rebuild_after_import(summary, resources=resources, instance=instance)
+            return True, summary
+        text = "\n".join(_step_errors(result)) or "the import run failed"
         return False, {"status": "failed", "file": Path(source).name, "message": text, "text": text}
     finally:
         if own:
             instance.dispose()
+
+
+def _step_errors(result) -> list[str]:
+    errors = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            data = event.event_specific_data
+            err = getattr(data, "error", None)
+            errors.append((getattr(err, "message", None) or event.message or "step failed").strip())
+    return errors
+
+
+def _span_text(span: tuple[date, date] | None) -> str:
+    if span is None:
+        return ""
+    a, b = span
+    return f" of {a.isoformat()}" if a == b else f" of {a.isoformat()}..{b.isoformat()}"
+
+
+def rebuild_after_import(summary: dict, *, resources: dict, instance: dg.DagsterInstance) -> dict:
+    """After a committed import: run what follows it (``FOLLOW_UP``) in this process, each span
+    of days as one partition-range run, then the unpartitioned marts and exports once. The
+    summary gains ``rebuilt`` (one entry per run) and its text says what was rebuilt."""
+    from pipelines.definitions import defs  # the code location imports this module
+
+    plan = follow_up_plan(summary.get("kind"), [date.fromisoformat(d) for d in summary.get("days") or []])
+    follow = plan.follow
+    runs: list[tuple[dg.AssetSelection, tuple[date, date] | None]] = []
+    if follow.days is not None:
+        runs += [(follow.days, span) for span in plan.spans]
+    if follow.latest is not None:
+        latest = daily_partitions.get_last_partition_key()
+        if latest is not None:
+            day = date.fromisoformat(latest)
+            runs.append((follow.latest, (day, day)))
+    if follow.whole is not None:
+        runs.append((follow.whole, None))
+    graph = defs.resolve_asset_graph()
+    rebuilt, lines = [], []
+    for selection, span in runs:
+        keys = sorted(k.to_user_string() for k in selection.resolve(graph))
+        tags = {FILE_TAG: safe_name(str(summary.get("file") or ""))[:200], STAGE_TAG: "rebuild"}
+        kwargs: dict[str, Any] = {}
+        if span is not None and span[0] == span[1]:
+            kwargs["partition_key"] = span[0].isoformat()
+        elif span is not None:
+            tags.update({ASSET_PARTITION_RANGE_START_TAG: span[0].isoformat(),
+                         ASSET_PARTITION_RANGE_END_TAG: span[1].isoformat()})
+        result = dg.materialize(list(defs.assets), selection=selection, resources=resources,
+                                instance=instance, tags=tags, raise_on_error=False, **kwargs)
+        errors = [] if result.success else (_step_errors(result) or ["the run failed"])
+        rebuilt.append({"assets": keys, "first": span[0].isoformat() if span else None,
+                        "last": span[1].isoformat() if span else None, "run_id": result.run_id,
+                        "success": result.success, "errors": errors})
+        what = ", ".join(keys)
+        if result.success:
+            lines.append(f"  rebuilt{_span_text(span)}: {what}")
+        else:
+            lines.append(f"  NOT rebuilt{_span_text(span)}: {what} ({errors[0].splitlines()[0]}); "
+                         "`salesflow materialize` builds them again")
+    if plan.outside:
+        lines.append("  no daily partition for "
+                     + ", ".join(d.isoformat() for d in plan.outside[:10])
+                     + (" ..." if len(plan.outside) > 10 else "") + ": their days' marts are not built")
+    summary = {**summary, "rebuilt": rebuilt}
+    if lines:
+        summary["text"] = "\n".join([summary.get("text") or "", *lines]).strip("\n")
+    return summary
 
 
 import_jobs = [import_job]

@@ -41,6 +41,7 @@ import duckdb
 from salesflow.alerts import _finish as finish_delivery, ensure_alert_tables, utcnow
 from salesflow.email_render import render
 from salesflow.errors import MailConfigError, MailDeliveryError
+from salesflow.fmt import span_label
 from salesflow.imports.kinds import KINDS
 from salesflow.imports.reading import column_letter
 from salesflow.mailer import (Attachment, Mailer, Recipients, bare_address, build_message,
@@ -109,6 +110,27 @@ def _issue_rows(outcome, n: int) -> list[dict[str, Any]]:
     return out
 
 
+def rebuilt_facts(outcome) -> list[tuple[str, str]]:
+    """What a committed import rebuilt in the warehouse, as facts of its notice: "Days
+    rebuilt: 3 - 5 March 2025", "Monthly profit rebuilt", and days written that have no marts."""
+    if outcome.status != "committed":
+        return []
+    days = list(getattr(outcome, "rebuilt_days", None) or [])
+    marts = list(getattr(outcome, "rebuilt_marts", None) or [])
+    outside = list(getattr(outcome, "days_outside", None) or [])
+    facts = []
+    if days:
+        facts.append(("Days rebuilt", "; ".join(span_label(a, b) for a, b in days)))
+    if marts:
+        text = ", ".join(marts)
+        facts.append(("Also rebuilt" if days else "Rebuilt", text[:1].upper() + text[1:]))
+    if outside:
+        shown = ", ".join(f"{d.day} {d:%B %Y}" for d in outside[:5])
+        more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        facts.append(("Days without marts", f"{shown}{more} (outside the days the marts cover)"))
+    return facts
+
+
 def import_context(outcome, *, shop_name: str, attached: str | None) -> dict[str, Any]:
     """What the import-result templates show, from the import's outcome."""
     status = outcome.status
@@ -120,6 +142,7 @@ def import_context(outcome, *, shop_name: str, attached: str | None) -> dict[str
     facts.append(("Rows committed", f"{committed:,}"))
     if outcome.rows_rejected:
         facts.append(("Rows with problems", f"{outcome.rows_rejected:,}"))
+    facts += rebuilt_facts(outcome)
     actions = []
     warnings: list[str] = []
     if outcome.commit is not None:
