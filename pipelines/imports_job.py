@@ -366,7 +366,7 @@ def _span_text(span: tuple[date, date] | None) -> str:
     if span is None:
         return ""
     a, b = span
-    return f" of {a.isoformat()}" if a == b else f" of {a.isoformat()}..{b.isoformat()}"
+    return f" for {a.isoformat()}" if a == b else f" for {a.isoformat()}..{b.isoformat()}"
 
 
 def rebuild_after_import(summary: dict, *, resources: dict, instance: dg.DagsterInstance) -> dict:

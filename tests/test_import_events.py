@@ -135,7 +135,7 @@ def test_a_history_import_rebuilds_exactly_its_days_before_the_command_returns(e
     assert outcome["days"] == [d.isoformat() for d in DAYS]
     ranged = [r for r in outcome["rebuilt"] if r["first"] is not None]
     assert [(r["first"], r["last"], r["success"]) for r in ranged] == [("2025-03-03", "2025-03-05", True)]
-    assert "rebuilt of 2025-03-03..2025-03-05: " in outcome["text"]
+    assert "rebuilt for 2025-03-03..2025-03-05: " in outcome["text"]
     assert "marts/daily_sales" in outcome["text"] and "exports/marts" in outcome["text"]
 
     # the e-mail names the days rebuilt, and reads on a phone
@@ -330,3 +330,22 @@ def test_exports_follow_a_changed_mart_once_and_not_before_the_others_are_in():
                 exports.append(requests)
             _land(instance, requests)
         assert len(exports) == 1
+
+
+def test_a_lead_times_import_rebuilds_the_latest_reorder_list_and_customers_nothing(env, tmp_path):
+    sku = sorted(env.products())[0]
+    source = tmp_path / "lead_times.csv"
+    source.write_text(f"sku,lead_time_days\r\n{sku},9\r\n")
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,name\r\nC-1,Ada\r\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        ok, outcome = run_import_file(source, resources=_resources(env), instance=instance)
+        assert ok and outcome["status"] == "committed", outcome["text"]
+        [run] = outcome["rebuilt"]
+        assert run["assets"] == ["marts/reorder_suggestions"] and run["success"]
+        assert run["first"] == run["last"] == daily_partitions.get_last_partition_key()
+        ok, outcome = run_import_file(customers, resources=_resources(env), instance=instance)
+        assert ok and outcome["status"] == "committed" and outcome["rebuilt"] == []
+    texts = [_text(m) for m in _outbox(env)]
+    assert any("Reorder list" in t for t in texts)
+    assert not any("rebuilt" in t.lower() for t in texts if "customers.csv" in t)
