@@ -248,7 +248,7 @@ def test_the_tick_after_a_history_import_requests_exactly_its_days_then_the_expo
     follow = FOLLOW_UP["sales_history"]
     day_keys = {d.isoformat() for d in DAYS}
     latest = daily_partitions.get_last_partition_key()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.instance_for_test() as instance:  # on disk, as the daemon keeps it
         _history(instance)
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         assert _requests(tick) == {}
