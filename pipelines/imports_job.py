@@ -358,6 +358,8 @@ def _step_errors(result) -> list[str]:
         if event.event_type_value == "STEP_FAILURE":
             data = event.event_specific_data
             err = getattr(data, "error", None)
+            while getattr(err, "cause", None) is not None:  # the step's own error, not the wrapper
+                err = err.cause
             errors.append((getattr(err, "message", None) or event.message or "step failed").strip())
     return errors
 
@@ -408,7 +410,8 @@ def rebuild_after_import(summary: dict, *, resources: dict, instance: dg.Dagster
         if result.success:
             lines.append(f"  rebuilt{_span_text(span)}: {what}")
         else:
-            lines.append(f"  NOT rebuilt{_span_text(span)}: {what} ({errors[0].splitlines()[0]}); "
+            first_line = (errors[0].splitlines() or ["the run failed"])[0]
+            lines.append(f"  NOT rebuilt{_span_text(span)}: {what} ({first_line}); "
                          "`salesflow materialize` builds them again")
     if plan.outside:
         lines.append("  no daily partition for "

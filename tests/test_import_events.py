@@ -349,3 +349,20 @@ def test_a_lead_times_import_rebuilds_the_latest_reorder_list_and_customers_noth
     texts = [_text(m) for m in _outbox(env)]
     assert any("Reorder list" in t for t in texts)
     assert not any("rebuilt" in t.lower() for t in texts if "customers.csv" in t)
+
+
+def test_a_rebuild_that_fails_is_named_and_the_import_stays_committed(env, tmp_path, monkeypatch):
+    from salesflow import marts
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(marts, "build_daily", broken)
+    source, _ = _history_file(env, tmp_path)
+    with dg.DagsterInstance.ephemeral() as instance:
+        ok, outcome = run_import_file(source, resources=_resources(env), instance=instance)
+    assert ok and outcome["status"] == "committed"  # the rows are in; `salesflow import` exits 0
+    [days] = [r for r in outcome["rebuilt"] if r["first"] is not None]
+    assert not days["success"] and "disk full" in days["errors"][0]
+    assert "NOT rebuilt for 2025-03-03..2025-03-05: " in outcome["text"]
+    assert "`salesflow materialize` builds them again" in outcome["text"]
