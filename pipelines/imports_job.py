@@ -24,6 +24,7 @@ from pydantic import Field
 
 from assets.extract import RAW_SALE_ITEMS, RAW_SALES
 from assets.imported import RAW_CUSTOMERS, RAW_EXPENSES, RAW_LEAD_TIMES
+from assets.intraday import INTRADAY_GROUP
 from assets.marts import as_of_marts, daily_marts, mart_exports, snapshot_marts
 from assets.reorder import reorder_suggestions
 from pipelines.partitions import SHOP, daily_partitions
@@ -72,6 +73,7 @@ DAY_MARTS = dg.AssetSelection.assets(daily_marts, as_of_marts)
 SNAPSHOT_MARTS = dg.AssetSelection.assets(snapshot_marts)
 EXPORTS = dg.AssetSelection.assets(mart_exports)
 REORDER = dg.AssetSelection.assets(reorder_suggestions)
+TODAY = dg.AssetSelection.groups(INTRADAY_GROUP)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ FOLLOW_UP: dict[str, FollowUp] = {
     "lead_times": FollowUp(latest=REORDER, labels=("reorder list",)),
     # no mart reads raw.customers
     "customers": FollowUp(),
+    # sales go to the core, which stamps them now: today's figures so far (core_sales_sensor
+    # requests the same refresh when it sees them)
+    "sales": FollowUp(whole=TODAY, labels=("today's figures",)),
 }
 
 

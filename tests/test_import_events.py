@@ -366,3 +366,30 @@ def test_a_rebuild_that_fails_is_named_and_the_import_stays_committed(env, tmp_p
     assert not days["success"] and "disk full" in days["errors"][0]
     assert "NOT rebuilt for 2025-03-03..2025-03-05: " in outcome["text"]
     assert "`salesflow materialize` builds them again" in outcome["text"]
+
+
+def test_a_sales_import_leaves_todays_figures_equal_to_the_core_when_the_command_returns(env, tmp_path):
+    """Sales go to the core, which stamps them today: the command refreshes today's figures
+    (what core_sales_sensor requests when it sees them) before it returns."""
+    a, b = sorted(env.products().values(), key=lambda p: (-p["stockQuantity"], p["sku"]))[:2]
+    source = tmp_path / "offline sales.csv"
+    source.write_text(f"receipt,sku,qty\nR1,{a['sku']},1\nR1,{b['sku']},2\nR2,{a['sku']},1\n")
+    with dg.DagsterInstance.ephemeral() as instance:
+        ok, outcome = run_import_file(source, resources=_resources(env), instance=instance)
+    assert ok and outcome["status"] == "committed", outcome["text"]
+    assert "today" in outcome["text"]
+
+    with env.client() as c:
+        today = c.get_json("/sales/today")
+        core_day = c.server_today()
+    assert len(today) >= 2
+    con = duckdb.connect(str(env.warehouse), read_only=True)
+    try:
+        row = con.execute("SELECT orders, units, revenue, provisional FROM marts.daily_sales "
+                          "WHERE sale_date = ?", [core_day]).fetchone()
+    finally:
+        con.close()
+    assert row == (len(today), sum(i["quantity"] for s in today for i in s["items"]),
+                   sum(Decimal(str(s["totalAmount"])) for s in today), True)
+    msg = _outbox(env)[-1]
+    assert "rebuilt: today's figures" in " ".join(_text(msg).lower().split())
