@@ -1,6 +1,7 @@
 """`make run` / `make dev`: the whole pipeline against the bundled emulator with demo data.
 
-    python -m pipelines.demo          # start emulator, materialize the latest complete day, stop
+    python -m pipelines.demo          # start emulator, materialize the latest complete day and
+                                      # today so far, stop
     python -m pipelines.demo --dev    # emulator with live sales + `dagster dev` on 127.0.0.1
 """
 
@@ -59,7 +60,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def run_once() -> int:
-    from pipelines.runner import run_daily
+    from pipelines.runner import run_daily, run_today
 
     port = free_port()
     os.environ["SALESFLOW_CORE_URL"] = f"http://127.0.0.1:{port}"
@@ -68,11 +69,14 @@ def run_once() -> int:
         started = time.perf_counter()
         result = run_daily()
         print(result.summary())
+        today = run_today() if result.success else None
+        if today is not None:
+            print(today.summary())
         print(f"took {time.perf_counter() - started:.1f} s; emulator state: {EMULATOR_STATE.resolve()}")
         home = os.environ.get("DAGSTER_HOME")
         if home:
             print(f"runs are recorded in DAGSTER_HOME={home}: `make dev` shows them in the UI")
-        return 0 if result.success else 1
+        return 0 if result.success and today.success else 1
     finally:
         stop(emulator)
 
