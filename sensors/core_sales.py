@@ -8,9 +8,10 @@ between ticks in the code server's memory (keyed by URL and account), never in t
 timeouts are short and its retries few, so a core that is down costs a tick seconds. A core
 that is down or refuses the account makes the tick skip with the reason; it never raises.
 
-Optional outage alert (``SALESFLOW_OUTAGE_ALERT_HOURS``, unset or 0: off): when the newest
-sale is that many hours old, one intraday run is requested per gap; its asset decides, from
-the warehouse, whether enough sales were expected to tell the alert recipients.
+Optional outage alert (``SALESFLOW_OUTAGE_ALERT_HOURS``, unset or 0: off): once the newest
+sale is that many hours old, one intraday run is requested per hour of the gap; its asset
+decides, from the warehouse, whether enough sales were expected in the last hours to tell the
+alert recipients, and tells each gap once.
 
 The poll interval is ``SALESFLOW_INTRADAY_POLL_SECONDS`` (default 300), read when the code
 location loads. Sensors never open the warehouse.
@@ -122,22 +123,30 @@ def poll_core(client: CoreClient) -> tuple[str, int | None, datetime | None, dat
 
 def decide(cursor: dict, day: str, newest: int | None, newest_ts: datetime | None, now: datetime,
            *, outage_after_hours: int = 0) -> tuple[list[dg.RunRequest], dict, str]:
-    """The runs to request and the next cursor, from the previous cursor and one poll."""
+    """The runs to request, the next cursor and why, from the previous cursor and one poll.
+
+    A new sale (or a new day) is one refresh, keyed by (day, newest sale id). A gap of
+    ``outage_after_hours`` or more without a sale is looked at once per hour while it lasts,
+    keyed by (last sale, whole hours since): whether sales were expected depends on which hours
+    the gap covers (a gap that begins at closing time becomes an outage only once the shop
+    should be trading again), and the alerts ledger tells each gap once."""
     seen = cursor.get("sale_id")
     requests: list[dg.RunRequest] = []
-    why = "nothing new"
+    reasons: list[str] = []
     if cursor.get("day") != day or (newest is not None and (seen is None or newest > seen)):
-        why = ("first poll" if not cursor else
-               "a new day" if cursor.get("day") != day and newest == seen else f"new sales up to {newest}")
+        reasons.append("first poll" if not cursor else
+                       "a new day" if cursor.get("day") != day and newest == seen else
+                       f"new sales up to {newest}")
         requests.append(dg.RunRequest(run_key=f"today:{day}:{newest or 0}",
                                       tags={DAY_TAG: day, SALE_TAG: str(newest or 0)}))
     if outage_after_hours and newest_ts is not None and \
             now - newest_ts >= timedelta(hours=outage_after_hours):
-        requests.append(dg.RunRequest(run_key=f"outage:{newest}",
+        gap_hours = int((now - newest_ts) // timedelta(hours=1))
+        requests.append(dg.RunRequest(run_key=f"outage:{newest}:{gap_hours}",
                                       tags={DAY_TAG: day, SALE_TAG: str(newest), OUTAGE_TAG: str(newest_ts)}))
-        why = f"no sale since {newest_ts:%Y-%m-%d %H:%M}"
+        reasons.append(f"no sale for {gap_hours} hours, since {newest_ts:%Y-%m-%d %H:%M}")
     next_cursor = {"day": day, "sale_id": newest if newest is not None else seen}
-    return requests, next_cursor, why
+    return requests, next_cursor, "; ".join(reasons) or "nothing new"
 
 
 def build_core_sales_sensor(*, name: str = "core_sales_sensor",
@@ -168,6 +177,8 @@ def build_core_sales_sensor(*, name: str = "core_sales_sensor",
             return dg.SkipReason(f"the core at {url} could not be polled: {type(exc).__name__}")
         requests, cursor, why = decide(read_cursor(context.cursor), day, newest, newest_ts, now,
                                        outage_after_hours=outage_after)
+        if requests:
+            context.log.info(f"{why}: requesting {', '.join(r.run_key for r in requests)}")
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True),
                                skip_reason=None if requests else
                                f"{why}: newest sale {newest} on the core's day {day}")

@@ -266,10 +266,46 @@ def test_no_outage_alert_when_too_few_were_expected_or_when_it_is_off(tmp_path):
     assert quiet[0] == []
     on = decide(cursor, "2025-07-01", 7, datetime(2025, 7, 1, 12, 30), OUTAGE_NOW, outage_after_hours=2)
     again = decide(on[1], "2025-07-01", 7, datetime(2025, 7, 1, 12, 30), OUTAGE_NOW, outage_after_hours=2)
-    # one run per gap: the same run key at every tick of the gap (Dagster starts it once)
-    assert [r.run_key for r in on[0]] == [r.run_key for r in again[0]] == ["outage:7"]
+    # one run per hour of the gap: the same run key at every tick of that hour (Dagster starts
+    # it once)
+    assert [r.run_key for r in on[0]] == [r.run_key for r in again[0]] == ["outage:7:2"]
     assert decide(cursor, "2025-07-01", 7, datetime(2025, 7, 1, 14, 0), OUTAGE_NOW,
                   outage_after_hours=2)[0] == []
+
+
+def test_a_gap_that_begins_in_quiet_hours_is_told_once_the_busy_hours_pass_without_a_sale(tmp_path):
+    """The first look at a gap can find too few sales expected (the hours after the last sale
+    are quiet); the gap is looked at again each hour while it lasts, and told once."""
+    from salesflow.intraday import alert_outage_once, outage_verdict
+    from salesflow.mailer import Mailer, SmtpSettings
+    from sensors.core_sales import decide
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    _history_for_outage(con)  # busy 13:05-14:35 and 17:05-18:35 on Tuesdays; last sale 12:30
+    last_sale = datetime(2025, 7, 1, 12, 30)
+    outbox = tmp_path / "outbox"
+    mailer = Mailer(SmtpSettings.from_env({"SALESFLOW_SMTP_SENDER": "SalesFlow <alerts@shop.example>"}),
+                    outbox_dir=outbox)
+    cursor = {"day": "2025-07-01", "sale_id": 7}
+    started: set[str] = set()
+    looks = []
+    for clock in ("14:30", "15:00", "16:30", "18:40", "18:50", "19:40"):
+        now = datetime.fromisoformat(f"2025-07-01T{clock}")
+        requests, cursor, _ = decide(cursor, "2025-07-01", 7, last_sale, now, outage_after_hours=2)
+        for request in requests:
+            if request.run_key in started:  # Dagster starts a run key once
+                continue
+            started.add(request.run_key)
+            verdict = outage_verdict(con, now, hours=2, min_expected=6)
+            told = alert_outage_once(con, mailer, verdict, ("owner@shop.example",),
+                                     shop_name="Corner Shop") is not None
+            looks.append((clock, verdict.alert, told))
+    con.close()
+    # 14:30: 5 expected from 12:30, too few; 16:30: 1; 18:40: the evening's 6 did not come
+    assert looks == [("14:30", False, False), ("16:30", False, False), ("18:40", True, True),
+                     ("19:40", False, False)]
+    (sent,) = outbox.glob("*.eml")
+    assert b"No sale for 2 hours on a Tuesday: 6 were expected between 16:40 and 18:40" in sent.read_bytes()
 
 
 def test_an_intraday_run_tells_an_outage_once_when_the_alert_is_on(tmp_path, core_state, monkeypatch):
