@@ -38,10 +38,6 @@ def _days(start: date, end: date):
         day += timedelta(days=1)
 
 
-def _latest_sale_date(con) -> date | None:
-    return marts.latest_closed_sale_date(con)
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(DAILY_SALES, group_name="marts", kinds={"duckdb"}, automation_condition=FOLLOW_ANY_DAY, partitions_def=daily_partitions,
@@ -203,7 +199,7 @@ def _misfits_text(misfits: list[dict]) -> str:
 )
 def snapshot_marts(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.get_connection() as con:
-        as_of = _latest_sale_date(con)
+        as_of = marts.latest_closed_sale_date(con)
         if as_of is None:
             raise dg.Failure("raw.sales is empty: extract sales first", allow_retries=False)
         cust = customers.build_customer_as_of(con, as_of)

@@ -31,8 +31,8 @@ from pipelines.partitions import SHOP, daily_partitions
 from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource
 from salesflow.errors import CoreAuthError, CoreDataError, MailConfigError
 from salesflow.imports.pipeline import (
-    MODES, ImportOutcome, ImportSettings, InboxLayout, copy_into_inbox, day_runs, process_file,
-    safe_name,
+    MODES, ImportOutcome, ImportSettings, InboxLayout, copy_into_inbox, day_runs, days_text,
+    process_file, safe_name, span_text,
 )
 from salesflow.notices import import_recipients, notify_import
 
@@ -186,7 +186,7 @@ def outcome_metadata(outcome: ImportOutcome, n: int = 20) -> dict[str, Any]:
 
 
 def _spans_json(spans) -> list[str]:
-    return [a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in spans]
+    return [span_text(a, b) for a, b in spans]
 
 
 def outcome_summary(outcome: ImportOutcome) -> dict[str, Any]:
@@ -219,8 +219,7 @@ def _report_changes(context, outcome: ImportOutcome) -> None:
         context.log.warning(
             f"{len(plan.outside)} day(s) written by {outcome.file} have no daily partition "
             f"(partitions run {daily_partitions.start:%Y-%m-%d} to yesterday), so no day's marts "
-            f"follow them: {', '.join(d.isoformat() for d in plan.outside[:10])}"
-            + (" ..." if len(plan.outside) > 10 else ""))
+            f"follow them: {days_text(plan.outside)}")
 
 
 def _notify(context, outcome: ImportOutcome, warehouse: WarehouseResource,
@@ -370,10 +369,7 @@ def _step_errors(result) -> list[str]:
 
 
 def _span_text(span: tuple[date, date] | None) -> str:
-    if span is None:
-        return ""
-    a, b = span
-    return f" for {a.isoformat()}" if a == b else f" for {a.isoformat()}..{b.isoformat()}"
+    return "" if span is None else f" for {span_text(*span)}"
 
 
 def rebuild_after_import(summary: dict, *, resources: dict, instance: dg.DagsterInstance) -> dict:
@@ -419,9 +415,7 @@ def rebuild_after_import(summary: dict, *, resources: dict, instance: dg.Dagster
             lines.append(f"  NOT rebuilt{_span_text(span)}: {what} ({first_line}); "
                          "`salesflow materialize` builds them again")
     if plan.outside:
-        lines.append("  no daily partition for "
-                     + ", ".join(d.isoformat() for d in plan.outside[:10])
-                     + (" ..." if len(plan.outside) > 10 else "") + ": their days' marts are not built")
+        lines.append(f"  no daily partition for {days_text(plan.outside)}: their days' marts are not built")
     summary = {**summary, "rebuilt": rebuilt}
     if lines:
         summary["text"] = "\n".join([summary.get("text") or "", *lines]).strip("\n")

@@ -23,10 +23,11 @@ from pipelines.imports_job import (
 )
 from pipelines.partitions import daily_partitions
 from pipelines.runner import run_daily
-from resources import CoreApiResource, FoldersResource, MailerResource, WarehouseResource
+from resources import MailerResource
 from tests.browser import assert_reads_on_phone
 from tests.conftest import SHOP_END, pipeline_resources
 from tests.imports.fixtures import ImportEnv, module_core  # noqa: F401
+from tests.test_imports_dagster import resources_for
 
 DAYS = [date(2025, 3, 3), date(2025, 3, 4), date(2025, 3, 5)]
 OPS = "ops@shop.example"
@@ -54,13 +55,9 @@ def env(tmp_path, module_core, loaded_warehouse) -> ImportEnv:  # noqa: F811
 
 
 def _resources(env: ImportEnv) -> dict:
-    return {
-        "core": CoreApiResource(base_url=env.emu.url, phone=env.emu.admin[0], password=env.emu.admin[1],
-                                backoff_s=0.01, backoff_max_s=0.05, max_attempts=3),
-        "warehouse": WarehouseResource(database=str(env.warehouse)),
-        "folders": FoldersResource(home=str(env.home)),
-        "mailer": MailerResource(ops_recipients=OPS, sender="SalesFlow <reports@shop.example>"),
-    }
+    """The import job's resources, with a mailer that tells ops of every import."""
+    return {**resources_for(env),
+            "mailer": MailerResource(ops_recipients=OPS, sender="SalesFlow <reports@shop.example>")}
 
 
 def _history_file(env: ImportEnv, folder: Path) -> tuple[Path, dict[date, Decimal]]:

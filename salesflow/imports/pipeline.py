@@ -154,7 +154,7 @@ class ImportOutcome:
                 lines.append(f"  warning: {w}")
         if self.days:
             lines.append("  sale days written: " + ", ".join(
-                str(a) if a == b else f"{a}..{b}" for a, b in day_runs(self.days)))
+                span_text(a, b) for a, b in day_runs(self.days)))
         if self.moved_to is not None:
             lines.append(f"  file moved to {self.moved_to}")
         if self.report is not None:
@@ -171,6 +171,18 @@ def day_runs(days) -> list[tuple[date, date]]:
         else:
             spans.append([day, day])
     return [(a, b) for a, b in spans]
+
+
+def span_text(first: date, last: date) -> str:
+    """A span of days as the import's output and metadata name it: "2025-03-03" or
+    "2025-03-03..2025-03-05"."""
+    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def days_text(days, n: int = 10) -> str:
+    """The first ``n`` days, ISO, comma-separated, with " ..." when there are more."""
+    days = list(days)
+    return ", ".join(d.isoformat() for d in days[:n]) + (" ..." if len(days) > n else "")
 
 
 # -- names and paths -------------------------------------------------------------------
