@@ -19,11 +19,13 @@ import pytest
 from assets.marts import daily_marts
 from pipelines.definitions import defs
 from pipelines.imports_job import (
-    EXPORTS, FOLLOW_UP, IMPORT_OP, import_job, import_run_config, run_import_file,
+    EXPORTS, FOLLOW_UP, IMPORT_OP, follow_up_plan, import_job, import_run_config, run_import_file,
 )
 from pipelines.partitions import daily_partitions
 from pipelines.runner import run_daily
 from resources import MailerResource
+from salesflow.imports.pipeline import ImportOutcome
+from salesflow.notices import rebuilt_facts
 from tests.browser import assert_reads_on_phone
 from tests.conftest import SHOP_END, pipeline_resources
 from tests.imports.fixtures import ImportEnv, module_core  # noqa: F401
@@ -390,3 +392,24 @@ def test_a_sales_import_leaves_todays_figures_equal_to_the_core_when_the_command
                    sum(Decimal(str(s["totalAmount"])) for s in today), True)
     msg = _outbox(env)[-1]
     assert "rebuilt: today's figures" in " ".join(_text(msg).lower().split())
+
+
+def test_days_without_a_daily_partition_are_named_not_rebuilt():
+    """A history file with a day before the first partition and one dated today: the days in
+    between are rebuilt as one span, the two others are named as days without marts."""
+    before = daily_partitions.start.date() - timedelta(days=1)
+    today = date.fromisoformat(daily_partitions.get_last_partition_key()) + timedelta(days=1)
+    plan = follow_up_plan("sales_history", [today, DAYS[1], before, DAYS[0]])
+    assert plan.spans == [(DAYS[0], DAYS[1])] and plan.outside == [before, today]
+
+    outcome = ImportOutcome("committed", "old till.csv")
+    outcome.rebuilt_days, outcome.days_outside = plan.spans, plan.outside
+    outcome.rebuilt_marts = list(plan.follow.labels)
+    facts = dict(rebuilt_facts(outcome))
+    assert facts["Days rebuilt"] == "3 - 4 March 2025"
+    assert facts["Also rebuilt"].startswith("Monthly profit")
+    assert facts["Days without marts"].startswith(
+        f"{before.day} {before:%B %Y}, {today.day} {today:%B %Y} (outside")
+    # nothing is said to be rebuilt for an import that did not commit
+    outcome.status = "rejected"
+    assert rebuilt_facts(outcome) == []
