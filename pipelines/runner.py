@@ -304,7 +304,7 @@ def run_today(
     failures = _failures(result, "the run failed (see its events)")
     today = None
     if warehouse_path.exists():
-        with connect(warehouse_path) as con:
+        with connect(warehouse_path, read_only=True) as con:
             today = read_today(con)
     line = today_line(today, SHOP.currency) if today and result.success else ""
     return TodaySummary(result.success, result.run_id, warehouse_path, today, line, failures)

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from salesflow import extract, marts
-from salesflow.warehouse import transaction
+from salesflow.warehouse import has_table, transaction
 
 TODAY_DDL: dict[str, str] = {
     "marts.today": """
@@ -172,8 +172,10 @@ def refresh_today(client, con: duckdb.DuckDBPyConnection, *, workdir: Path,
 
 
 def read_today(con: duckdb.DuckDBPyConnection) -> dict | None:
-    """The ``marts.today`` row as a dict, or None."""
-    ensure_today(con)
+    """The ``marts.today`` row as a dict, or None (also before any refresh made the table); a
+    read-only connection will do."""
+    if not has_table(con, "marts", "today"):
+        return None
     cur = con.execute("SELECT * FROM marts.today ORDER BY day DESC LIMIT 1")
     row = cur.fetchone()
     return None if row is None else dict(zip([d[0] for d in cur.description], row))

@@ -104,6 +104,15 @@ def test_a_change_against_nothing_is_not_a_percentage():
     assert change_pct(Decimal("3"), Decimal("2")) == Decimal("50.00")
 
 
+def test_reading_today_so_far_never_writes_the_warehouse(tmp_path):
+    from salesflow.intraday import read_today
+
+    path = tmp_path / "w.duckdb"
+    duckdb.connect(str(path)).close()  # a warehouse no refresh has written yet
+    with connect(path, read_only=True) as con:
+        assert read_today(con) is None
+
+
 def test_materialize_today_prints_today_so_far_and_fails_when_the_core_refuses(
         tmp_path, core_state, monkeypatch, capsys):
     from pipelines.cli import main
