@@ -194,7 +194,10 @@ class OutageVerdict:
 
     @property
     def hours(self) -> int:
-        return int((self.window_end - self.window_start).total_seconds() // 3600)
+        """Whole hours without a sale: since the last sale (a gap is looked at again while it
+        lasts), or the window's when there never was one."""
+        since = self.last_sale_ts or self.window_start
+        return int((self.window_end - since) // timedelta(hours=1))
 
     def headline(self) -> str:
         hours = "1 hour" if self.hours == 1 else f"{self.hours} hours"

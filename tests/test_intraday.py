@@ -285,6 +285,8 @@ def test_no_outage_alert_when_too_few_were_expected_or_when_it_is_off(tmp_path):
 def test_a_gap_that_begins_in_quiet_hours_is_told_once_the_busy_hours_pass_without_a_sale(tmp_path):
     """The first look at a gap can find too few sales expected (the hours after the last sale
     are quiet); the gap is looked at again each hour while it lasts, and told once."""
+    from email import message_from_bytes, policy
+
     from salesflow.intraday import alert_outage_once, outage_verdict
     from salesflow.mailer import Mailer, SmtpSettings
     from sensors.core_sales import decide
@@ -314,7 +316,11 @@ def test_a_gap_that_begins_in_quiet_hours_is_told_once_the_busy_hours_pass_witho
     assert looks == [("14:30", False, False), ("16:30", False, False), ("18:40", True, True),
                      ("19:40", False, False)]
     (sent,) = outbox.glob("*.eml")
-    assert b"No sale for 2 hours on a Tuesday: 6 were expected between 16:40 and 18:40" in sent.read_bytes()
+    msg = message_from_bytes(sent.read_bytes(), policy=policy.default)
+    # the hours since the last sale, not the two the window covers
+    assert msg["Subject"] == "[SalesFlow] No sale for 6 hours on a Tuesday: 6 were expected between 16:40 and 18:40"
+    text = msg.get_body(("plain",)).get_content()
+    assert "Last sale: Tuesday 1 July 2025, 12:30" in text and "Expected from 16:40 to 18:40: 6" in text
 
 
 def test_an_intraday_run_tells_an_outage_once_when_the_alert_is_on(tmp_path, core_state, monkeypatch):
@@ -328,6 +334,8 @@ def test_an_intraday_run_tells_an_outage_once_when_the_alert_is_on(tmp_path, cor
     monkeypatch.setenv("SALESFLOW_OUTAGE_MIN_EXPECTED", "5")
     outbox = tmp_path / "outbox"
     with running_emulator(core_state, clock=FixedClock(OUTAGE_NOW)) as emu:
+        _sell_at(emu, datetime(2025, 7, 1, 12, 30), "BAK-00001", 1)  # the core's last sale today
+        emu.clock.set(OUTAGE_NOW)
         resources = {**pipeline_resources(emu, warehouse), "mailer": MailerResource(
             sender="SalesFlow <alerts@shop.example>", alert_recipients="owner@shop.example",
             outbox_dir=str(outbox))}
@@ -336,7 +344,9 @@ def test_an_intraday_run_tells_an_outage_once_when_the_alert_is_on(tmp_path, cor
         second = job.execute_in_process(resources=resources)
     assert first.success and second.success
     (sent,) = outbox.glob("*.eml")
-    assert b"No sale for 2 hours on a Tuesday: 6 were expected between 13:00 and 15:00" in sent.read_bytes()
+    body = sent.read_bytes()
+    assert b"No sale for 2 hours on a Tuesday: 6 were expected between 13:00 and 15:00" in body
+    assert b"Last sale: Tuesday 1 July 2025, 12:30" in body
     told = [m.metadata["outage_email"].value for r in (first, second)
             for m in r.asset_materializations_for_node("today_so_far")
             if m.asset_key == dg.AssetKey(["marts", "today"])]
