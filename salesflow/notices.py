@@ -111,8 +111,10 @@ def _issue_rows(outcome, n: int) -> list[dict[str, Any]]:
 
 
 def rebuilt_facts(outcome) -> list[tuple[str, str]]:
-    """What a committed import rebuilt in the warehouse, as facts of its notice: "Days
-    rebuilt: 3 - 5 March 2025", "Monthly profit rebuilt", and days written that have no marts."""
+    """What a committed import sets rebuilding in the warehouse, as facts of its notice (sent at
+    the commit; `salesflow import` and the automation sensor rebuild right after): "Days being
+    rebuilt: 3 - 5 March 2025", "Also being rebuilt: Monthly profit", and days written that have
+    no marts."""
     if outcome.status != "committed":
         return []
     days = list(getattr(outcome, "rebuilt_days", None) or [])
@@ -120,10 +122,10 @@ def rebuilt_facts(outcome) -> list[tuple[str, str]]:
     outside = list(getattr(outcome, "days_outside", None) or [])
     facts = []
     if days:
-        facts.append(("Days rebuilt", "; ".join(span_label(a, b) for a, b in days)))
+        facts.append(("Days being rebuilt", "; ".join(span_label(a, b) for a, b in days)))
     if marts:
         text = ", ".join(marts)
-        facts.append(("Also rebuilt" if days else "Rebuilt", text[:1].upper() + text[1:]))
+        facts.append(("Also being rebuilt" if days else "Being rebuilt", text[:1].upper() + text[1:]))
     if outside:
         shown = ", ".join(f"{d.day} {d:%B %Y}" for d in outside[:5])
         more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""

@@ -139,9 +139,9 @@ def test_a_history_import_rebuilds_exactly_its_days_before_the_command_returns(e
 
     # the e-mail names the days rebuilt, and reads on a phone
     [msg] = _outbox(env)
-    assert "3 - 5 March 2025" in _text(msg) and "Days rebuilt" in _text(msg)
+    assert "3 - 5 March 2025" in _text(msg) and "Days being rebuilt" in _text(msg)
     html = msg.get_body(preferencelist=("html",)).get_content()
-    assert "Days rebuilt" in html and "3 - 5 March 2025" in html
+    assert "Days being rebuilt" in html and "3 - 5 March 2025" in html
     assert_reads_on_phone(msg, tmp_path, "import-days-rebuilt")
 
 
@@ -160,8 +160,8 @@ def test_an_expenses_import_changes_monthly_profit_in_the_same_command(env, tmp_
     assert before["daily"] == after["daily"] and before["kpis"] == after["kpis"]  # no day rebuilt
     assert [r["first"] for r in outcome["rebuilt"]] == [None]
     [msg] = _outbox(env)
-    assert "Rebuilt" in _text(msg) and "Monthly profit" in _text(msg)
-    assert "Days rebuilt" not in _text(msg)
+    assert "Being rebuilt" in _text(msg) and "Monthly profit" in _text(msg)
+    assert "Days being rebuilt" not in _text(msg)
 
 
 # -- the automation: the import run's events request exactly the affected partitions ------------
@@ -391,7 +391,7 @@ def test_a_sales_import_leaves_todays_figures_equal_to_the_core_when_the_command
     assert row == (len(today), sum(i["quantity"] for s in today for i in s["items"]),
                    sum(Decimal(str(s["totalAmount"])) for s in today), True)
     msg = _outbox(env)[-1]
-    assert "rebuilt: today's figures" in " ".join(_text(msg).lower().split())
+    assert "being rebuilt: today's figures" in " ".join(_text(msg).lower().split())
 
 
 def test_days_without_a_daily_partition_are_named_not_rebuilt():
@@ -406,8 +406,8 @@ def test_days_without_a_daily_partition_are_named_not_rebuilt():
     outcome.rebuilt_days, outcome.days_outside = plan.spans, plan.outside
     outcome.rebuilt_marts = list(plan.follow.labels)
     facts = dict(rebuilt_facts(outcome))
-    assert facts["Days rebuilt"] == "3 - 4 March 2025"
-    assert facts["Also rebuilt"].startswith("Monthly profit")
+    assert facts["Days being rebuilt"] == "3 - 4 March 2025"
+    assert facts["Also being rebuilt"].startswith("Monthly profit")
     assert facts["Days without marts"].startswith(
         f"{before.day} {before:%B %Y}, {today.day} {today:%B %Y} (outside")
     # nothing is said to be rebuilt for an import that did not commit
