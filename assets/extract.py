@@ -39,7 +39,7 @@ def _preview(con, sql: str, params=None, limit: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_no rows_")
 
 
-def _client_metadata(client) -> dict:
+def client_metadata(client) -> dict:
     return {
         "core_requests": client.stats.requests,
         "core_retries": client.stats.retries,
@@ -61,7 +61,7 @@ def raw_products(
 ) -> dg.MaterializeResult:
     with no_retry_for_bad_data(), core.get_client(context.log) as client:
         frame = extract.products_frame(client.get_bytes("/products"))
-        meta = _client_metadata(client)
+        meta = client_metadata(client)
     with warehouse.get_connection() as con:
         rows = extract.replace_table(con, "raw.products", frame)
         preview = _preview(con, "SELECT sku, name, price, stock_quantity FROM raw.products ORDER BY sku")
@@ -82,7 +82,7 @@ def raw_inventory(
 ) -> dg.MaterializeResult:
     with no_retry_for_bad_data(), core.get_client(context.log) as client:
         frame = extract.inventory_frame(client.get_bytes("/inventory"))
-        meta = _client_metadata(client)
+        meta = client_metadata(client)
     with warehouse.get_connection() as con:
         rows = extract.replace_table(con, "raw.inventory", frame)
         preview = _preview(con, "SELECT sku, category, cost, price FROM raw.inventory ORDER BY sku")
@@ -145,7 +145,7 @@ def raw_sales(
             client, con, start, end, workdir=Path(tmp), overlap_days=config.overlap_days,
             full_after_days=config.full_after_days, log=context.log,
         )
-        meta = _client_metadata(client)
+        meta = client_metadata(client)
         preview = _preview(
             con,
             "SELECT sale_date, count(*) AS orders, sum(total_amount) AS revenue FROM raw.sales "

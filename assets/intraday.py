@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.extract import CORE_RETRY, _client_metadata, no_retry_for_bad_data
+from assets.extract import CORE_RETRY, client_metadata, no_retry_for_bad_data
 from pipelines.partitions import SHOP
 from resources import (
     WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource,
@@ -51,9 +51,14 @@ def today_so_far(context: dg.AssetExecutionContext, core: CoreApiResource,
             tempfile.TemporaryDirectory(prefix="today-", dir=folders.spool) as tmp, \
             core.get_client(context.log) as client, warehouse.get_connection() as con:
         result = intraday.refresh_today(client, con, workdir=Path(tmp), log=context.log)
-        meta = _client_metadata(client)
+        meta = client_metadata(client)
+        mail_failure = None
         if outage.enabled and result.reconciled:
-            outage_meta = _tell_outage(context, con, result.as_of_ts, outage, folders, mailer)
+            try:
+                outage_meta = _tell_outage(context, con, result.as_of_ts, outage, folders, mailer)
+            except dg.Failure as exc:  # today's figures are written: record them, then fail
+                mail_failure = exc
+                outage_meta = {"outage_email": f"not sent: {exc.description}"}
     common = {"day": str(result.day), "core_time": result.as_of_ts.isoformat(timespec="seconds"), **meta}
     yield dg.MaterializeResult(
         asset_key=RAW_SALES_TODAY,
@@ -86,6 +91,8 @@ def today_so_far(context: dg.AssetExecutionContext, core: CoreApiResource,
             **common,
         },
     )
+    if mail_failure is not None:
+        raise mail_failure
 
 
 def _tell_outage(context, con, now, outage: intraday.OutageSettings, folders: FoldersResource,

@@ -957,7 +957,7 @@ def deliver_tracked(con: duckdb.DuckDBPyConnection, mailer: Mailer, msg: EmailMe
     return delivery
 
 
-def _recover(con, mailer: Mailer, unconfirmed: str, only_keys: Sequence[str] | None = None) -> list[Delivery]:
+def recover_deliveries(con, mailer: Mailer, unconfirmed: str, only_keys: Sequence[str] | None = None) -> list[Delivery]:
     """Finish deliveries an earlier run left in ``sending``: resend the stored message (same
     bytes, same Message-ID) or, with ``assume_sent``, record it as sent."""
     rows = con.execute("SELECT message_id, alert_keys, recipients, subject, message "
@@ -1038,7 +1038,7 @@ def send_pending(con: duckdb.DuckDBPyConnection, mailer: Mailer, *, shop_name: s
     as_of = as_of or result.as_of
     currency = ShopSettings.from_env().currency if currency is None else currency
     top_n = digest_top_n() if top_n is None else top_n
-    for d in _recover(con, mailer, unconfirmed):
+    for d in recover_deliveries(con, mailer, unconfirmed):
         result.deliveries.append(d)
     groups: OrderedDict[tuple[str, ...], list[PendingAlert]] = OrderedDict()
     for alert in rank_pending(pending_alerts(con)):
@@ -1120,7 +1120,7 @@ def send_report_once(con: duckdb.DuckDBPyConnection, mailer: Mailer, files, reci
     key = report_key(files.kind, files.as_of)
     if con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
         return None
-    recovered = _recover(con, mailer, unconfirmed, only_keys=[key])
+    recovered = recover_deliveries(con, mailer, unconfirmed, only_keys=[key])
     if recovered:
         return recovered[0]
     if unconfirmed == "assume_sent" and con.execute(

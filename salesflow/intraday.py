@@ -311,7 +311,7 @@ def alert_outage_once(con: duckdb.DuckDBPyConnection, mailer, verdict: OutageVer
     key = outage_key(verdict)
     if con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
         return None
-    recovered = alerts._recover(con, mailer, "resend", only_keys=[key])
+    recovered = alerts.recover_deliveries(con, mailer, "resend", only_keys=[key])
     if recovered:
         return recovered[0]
     msg = outage_message(verdict, sender=mailer.sender, recipients=recipients, shop_name=shop_name,

@@ -98,6 +98,19 @@ def _forget(core: CoreApiResource) -> None:
         client.close()
 
 
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+
+
+def refreshes_waiting(context: dg.SensorEvaluationContext) -> int:
+    """intraday_job runs requested but not started (queued behind a backfill, say): while one
+    waits, another would only repeat it, so the tick neither polls nor requests."""
+    try:
+        instance = context.instance
+    except Exception:  # noqa: BLE001 - a context built without an instance
+        return 0
+    return instance.get_runs_count(dg.RunsFilter(job_name=intraday_job.name, statuses=WAITING))
+
+
 def read_cursor(text: str | None) -> dict:
     try:
         value = json.loads(text) if text else {}
@@ -166,6 +179,10 @@ def build_core_sales_sensor(*, name: str = "core_sales_sensor",
     )
     def _core_sales_sensor(context: dg.SensorEvaluationContext, core: CoreApiResource):
         url = public_url(core.base_url or "")
+        waiting = refreshes_waiting(context)
+        if waiting:
+            return dg.SkipReason(f"{waiting} intraday_job run(s) already waiting for the warehouse: "
+                                 "the waiting refresh reads every sale made until it starts")
         try:
             client = cached_client(core)
             day, newest, newest_ts, now = poll_core(client)

@@ -8,6 +8,7 @@ import socket
 from datetime import datetime
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 import duckdb
 import pytest
 
@@ -210,3 +211,29 @@ def test_the_poll_interval_comes_from_the_environment(monkeypatch):
     with pytest.raises(ValueError, match=core_sales.POLL_ENV):
         core_sales.poll_seconds({core_sales.POLL_ENV: "soon"})
     assert core_sales_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_while_a_refresh_waits_for_the_warehouse_the_sensor_neither_polls_nor_requests(core_state):
+    """During a backfill the refresh requested earlier waits in the queue; another one would only
+    repeat it, so the tick asks the core nothing and requests nothing until it has started."""
+    with running_emulator(core_state, clock=FixedClock(TRADING)) as emu, \
+            dg.DagsterInstance.ephemeral() as instance:
+        core = CoreApiResource(base_url=emu.url, phone=emu.admin[0], password=emu.admin[1])
+        sensor = core_sales_sensor
+
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(
+                cursor=cursor, resources={"core": core}, instance=instance))
+
+        first = tick(None)
+        assert len(first.run_requests) == 1
+        queued = instance.add_run(dg.DagsterRun(job_name="intraday_job", run_id=make_new_run_id(),
+                                                status=dg.DagsterRunStatus.NOT_STARTED))
+        sell(emu, 1, 2)
+        log = request_log(emu)
+        waiting = tick(first.cursor)
+        assert not waiting.run_requests and log.requests == []
+        assert "already waiting" in waiting.skip_message
+        instance.report_run_failed(queued)  # it ended: the next tick polls and sees the sales
+        after = tick(first.cursor)
+        assert len(after.run_requests) == 1 and len(log.requests) == 1

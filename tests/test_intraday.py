@@ -150,9 +150,10 @@ def test_with_a_backfill_running_the_intraday_run_waits_for_the_warehouse_pool(t
     with running_emulator(core_state, clock=FixedClock(CORE_NOW)) as emu, \
             dg.DagsterInstance.from_config(str(home)) as instance:
         resources = pipeline_resources(emu, warehouse)
-        # the backfill's read of the full listing is held 3 s while its step holds the pool
+        # the backfill's read of the full listing is held 12 s while its step holds the pool (long
+        # enough for the intraday run to start and wait on a loaded machine)
         arrived = threading.Event()
-        held = emu.app.state.faults.plan(None, method="GET", path="/sales", hold_s=3.0,
+        held = emu.app.state.faults.plan(None, method="GET", path="/sales", hold_s=12.0,
                                          on_received=arrived.set)
         backfill: list = []
         worker = threading.Thread(target=lambda: backfill.append(run_daily(
