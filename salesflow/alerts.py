@@ -957,7 +957,7 @@ def deliver_tracked(con: duckdb.DuckDBPyConnection, mailer: Mailer, msg: EmailMe
     return delivery
 
 
-def recover_deliveries(con, mailer: Mailer, unconfirmed: str, only_keys: Sequence[str] | None = None) -> list[Delivery]:
+def _recover(con, mailer: Mailer, unconfirmed: str, only_keys: Sequence[str] | None = None) -> list[Delivery]:
     """Finish deliveries an earlier run left in ``sending``: resend the stored message (same
     bytes, same Message-ID) or, with ``assume_sent``, record it as sent."""
     rows = con.execute("SELECT message_id, alert_keys, recipients, subject, message "
@@ -1038,7 +1038,7 @@ def send_pending(con: duckdb.DuckDBPyConnection, mailer: Mailer, *, shop_name: s
     as_of = as_of or result.as_of
     currency = ShopSettings.from_env().currency if currency is None else currency
     top_n = digest_top_n() if top_n is None else top_n
-    for d in recover_deliveries(con, mailer, unconfirmed):
+    for d in _recover(con, mailer, unconfirmed):
         result.deliveries.append(d)
     groups: OrderedDict[tuple[str, ...], list[PendingAlert]] = OrderedDict()
     for alert in rank_pending(pending_alerts(con)):
@@ -1116,17 +1116,28 @@ def send_report_once(con: duckdb.DuckDBPyConnection, mailer: Mailer, files, reci
     not send it again; a failed send raises MailDeliveryError and the rerun sends it."""
     if not recipients:
         return None
+    return send_once(con, mailer, report_key(files.kind, files.as_of), lambda: report_message(
+        files, sender=mailer.sender, recipients=recipients,
+        message_id=make_msgid(domain=sender_domain(mailer.sender)),
+        unsubscribe=mailer.unsubscribe_address), now=now, unconfirmed=unconfirmed)
+
+
+def send_once(con: duckdb.DuckDBPyConnection, mailer: Mailer, key: str, build, *,
+              now: datetime | None = None, unconfirmed: str = "resend") -> Delivery | None:
+    """Send the message ``build()`` makes under the ledger key ``key`` unless the ledger shows
+    it was sent (None then); an unconfirmed earlier delivery of the key is recovered instead
+    (``unconfirmed`` as in ``run_alerts``). A failed send raises MailDeliveryError."""
     ensure_alert_tables(con)
-    key = report_key(files.kind, files.as_of)
-    if con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
+
+    def sent() -> bool:
+        return con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?",
+                           [key]).fetchone()[0] > 0
+
+    if sent():
         return None
-    recovered = recover_deliveries(con, mailer, unconfirmed, only_keys=[key])
+    recovered = _recover(con, mailer, unconfirmed, only_keys=[key])
     if recovered:
         return recovered[0]
-    if unconfirmed == "assume_sent" and con.execute(
-            "SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
+    if unconfirmed == "assume_sent" and sent():
         return None
-    msg = report_message(files, sender=mailer.sender, recipients=recipients,
-                         message_id=make_msgid(domain=sender_domain(mailer.sender)),
-                         unsubscribe=mailer.unsubscribe_address)
-    return deliver_tracked(con, mailer, msg, [key], now=now)
+    return deliver_tracked(con, mailer, build(), [key], now=now)

@@ -355,12 +355,17 @@ class CoreClient:
             except (TypeError, ValueError):
                 pass
 
-    def server_today(self) -> date:
-        """The core's calendar day in the shop's timezone, from its Date header."""
+    def server_now(self) -> datetime:
+        """The core's wall time in the shop's timezone, naive as the core stamps sales, from the
+        Date header of its latest answer (asked for when there is none yet)."""
         if self.last_server_date is None:
             self.get_json("/auth/me")
         stamp = self.last_server_date or datetime.now(tz=self.tz)
-        return stamp.astimezone(self.tz).date()
+        return stamp.astimezone(self.tz).replace(tzinfo=None)
+
+    def server_today(self) -> date:
+        """The core's calendar day in the shop's timezone, from its Date header."""
+        return self.server_now().date()
 
     def _raise_for_error(self, what: str, resp: httpx.Response) -> None:
         if resp.status_code < 400:

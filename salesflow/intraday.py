@@ -36,14 +36,6 @@ CENT = Decimal("0.01")
 PCT_MAX = Decimal("9999999999999999.99")
 
 
-def core_now(client) -> datetime:
-    """The core's wall time in the shop's timezone (naive, as the core stamps sales), from the
-    ``Date`` header of its latest answer."""
-    if client.last_server_date is None:
-        client.get_json("/auth/me")
-    return client.last_server_date.astimezone(client.tz).replace(tzinfo=None)
-
-
 @dataclass
 class DayFigures:
     orders: int
@@ -152,7 +144,7 @@ def refresh_today(client, con: duckdb.DuckDBPyConnection, *, workdir: Path,
     listing's answer. A listing that does not reconcile leaves the marts as they were: the
     result's ``differences`` say why."""
     download = client.download(TODAY_PLAN.path, Path(workdir) / "sales-today.json")
-    now = now or core_now(client)
+    now = now or client.server_now()
     day = now.date()
     if log is not None:
         log.info(f"core time {now:%Y-%m-%d %H:%M:%S}: {download.bytes:,d} bytes of today's sales")
@@ -307,13 +299,6 @@ def alert_outage_once(con: duckdb.DuckDBPyConnection, mailer, verdict: OutageVer
 
     if not verdict.alert or not recipients:
         return None
-    alerts.ensure_alert_tables(con)
-    key = outage_key(verdict)
-    if con.execute("SELECT count(*) FROM ops.alerts_sent WHERE alert_key = ?", [key]).fetchone()[0]:
-        return None
-    recovered = alerts.recover_deliveries(con, mailer, "resend", only_keys=[key])
-    if recovered:
-        return recovered[0]
-    msg = outage_message(verdict, sender=mailer.sender, recipients=recipients, shop_name=shop_name,
-                         unsubscribe=mailer.unsubscribe_address)
-    return alerts.deliver_tracked(con, mailer, msg, [key])
+    return alerts.send_once(con, mailer, outage_key(verdict), lambda: outage_message(
+        verdict, sender=mailer.sender, recipients=recipients, shop_name=shop_name,
+        unsubscribe=mailer.unsubscribe_address))

@@ -122,7 +122,7 @@ def read_cursor(text: str | None) -> dict:
 def poll_core(client: CoreClient) -> tuple[str, int | None, datetime | None, datetime]:
     """(core day, newest sale id, its time, core time) from one ``/sales/recent?limit=1``."""
     answer = client.get_json("/sales/recent", {"limit": 1})
-    now = client.last_server_date.astimezone(client.tz).replace(tzinfo=None)
+    now = client.server_now()
     newest = answer[0] if isinstance(answer, list) and answer else None
     if newest is None:
         return now.date().isoformat(), None, None, now

@@ -618,11 +618,11 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
                                                "subtotal"])
     sales_frame["customer_id"] = sales_frame["customer_id"].astype("object")
     lines_frame["product_id"] = lines_frame["product_id"].astype("Int64")
+    file_days = set(sales_frame["sale_date"].map(date.fromisoformat))
     con = job.con
     with transaction(con):
-        if _already_committed(job, report):
-            # an earlier attempt wrote these rows; the days are still the file's
-            report.sale_days = sorted(set(sales_frame["sale_date"].map(date.fromisoformat)))
+        if _already_committed(job, report):  # an earlier attempt wrote the file's days
+            report.sale_days = sorted(file_days)
             return report
         with registered(con, _imp_sales=sales_frame, _imp_lines=lines_frame):
             replaced, before_days = con.execute(
@@ -645,9 +645,6 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
                           CAST(unit_price AS DECIMAL(18,2)), CAST(subtotal AS DECIMAL(18,2))
                    FROM _imp_lines"""
             )
-            written_days = {d for (d,) in con.execute(
-                "SELECT DISTINCT sale_date FROM raw.sales WHERE sale_id IN (SELECT sale_id FROM _imp_sales)"
-            ).fetchall()}
             first, last = sales_frame["sale_date"].min(), sales_frame["sale_date"].max()
             core_days = con.execute(
                 "SELECT count(DISTINCT sale_date) FROM raw.sales WHERE sale_id > 0 "
@@ -658,7 +655,8 @@ def commit_sales_history(job: CommitJob) -> CommitReport:
                 "rows": len(v.row_numbers), "sales": len(sales_frame), "lines": len(lines_frame),
                 "replaced_sales": replaced, "first_date": first, "last_date": last,
             })
-    report.sale_days = sorted(set(before_days or ()) | written_days)
+    # the days written (the file's) and the days its sales held before, if imported on others
+    report.sale_days = sorted(set(before_days or ()) | file_days)
     report.actions["sales"] = len(sales_frame)
     report.actions["lines"] = len(lines_frame)
     if replaced:
