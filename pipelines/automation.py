@@ -33,17 +33,20 @@ ONE_SNAPSHOT_INPUTS = dg.AssetSelection.assets(["raw", "products"], ["raw", "inv
 RAW_INPUTS = dg.AssetSelection.groups("extract")
 
 
+# Nothing of the asset or its inputs is requested or running, and no blocking check of an input
+# failed on its latest data.
+_SETTLED = (
+    ~dg.AutomationCondition.any_deps_in_progress()
+    & ~_INPUT_REQUESTED
+    & ~dg.AutomationCondition.in_progress()
+    & NO_BLOCKING_CHECK_FAILED
+)
+
+
 def _follow(trigger: dg.AutomationCondition, label: str) -> dg.AutomationCondition:
     """``trigger`` since the asset was last requested or updated, once no input partition is
-    missing, requested or in progress and no blocking check failed on an input's latest data."""
-    return (
-        trigger.since_last_handled()
-        & ~_ANY_DEPS_MISSING
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~_INPUT_REQUESTED
-        & ~dg.AutomationCondition.in_progress()
-        & NO_BLOCKING_CHECK_FAILED
-    ).with_label(label)
+    missing and everything has settled (``_SETTLED``)."""
+    return (trigger.since_last_handled() & ~_ANY_DEPS_MISSING & _SETTLED).with_label(label)
 
 
 # For the marts of a day (daily sales, KPIs as of the day): they follow an input's update in any
@@ -69,11 +72,7 @@ FOLLOW_MARTS = _follow(
 # input has changed, wait until none is in progress or about to be requested, then run once
 # for the lot, not once per input.
 AFTER_INPUTS_SETTLE = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~_INPUT_REQUESTED
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-    & NO_BLOCKING_CHECK_FAILED
+    dg.AutomationCondition.any_deps_updated().since_last_handled() & _SETTLED
 ).with_label("once its changed inputs are all rebuilt")
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

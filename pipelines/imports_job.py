@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from pydantic import Field
 
 from assets.extract import RAW_SALE_ITEMS, RAW_SALES
@@ -27,7 +26,7 @@ from assets.imported import RAW_CUSTOMERS, RAW_EXPENSES, RAW_LEAD_TIMES
 from assets.intraday import INTRADAY_GROUP
 from assets.marts import as_of_marts, daily_marts, mart_exports, snapshot_marts
 from assets.reorder import reorder_suggestions
-from pipelines.partitions import SHOP, daily_partitions
+from pipelines.partitions import SHOP, daily_partitions, days_run_args
 from resources import WAREHOUSE_POOL, CoreApiResource, FoldersResource, MailerResource, WarehouseResource
 from salesflow.errors import CoreAuthError, CoreDataError, MailConfigError
 from salesflow.imports.pipeline import (
@@ -334,11 +333,9 @@ def run_import_file(
     resources = resources or env_resources()
     layout = InboxLayout(Path(resources["folders"].home))
     relpath = copy_into_inbox(layout, Path(source))
-    own = instance is None
-    if own:
-        instance = (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME")
-                    else dg.DagsterInstance.ephemeral())
-    try:
+    from pipelines.runner import run_instance
+
+    with run_instance(instance) as instance:
         result = import_job.execute_in_process(
             run_config=import_run_config(relpath, mode=mode), resources=resources,
             instance=instance, raise_on_error=False,
@@ -351,9 +348,6 @@ def run_import_file(
             return True, summary
         text = "\n".join(_step_errors(result)) or "the import run failed"
         return False, {"status": "failed", "file": Path(source).name, "message": text, "text": text}
-    finally:
-        if own:
-            instance.dispose()
 
 
 def _step_errors(result) -> list[str]:
@@ -395,14 +389,9 @@ def rebuild_after_import(summary: dict, *, resources: dict, instance: dg.Dagster
     for selection, span in runs:
         keys = sorted(k.to_user_string() for k in selection.resolve(graph))
         tags = {FILE_TAG: safe_name(str(summary.get("file") or ""))[:200], STAGE_TAG: "rebuild"}
-        kwargs: dict[str, Any] = {}
-        if span is not None and span[0] == span[1]:
-            kwargs["partition_key"] = span[0].isoformat()
-        elif span is not None:
-            tags.update({ASSET_PARTITION_RANGE_START_TAG: span[0].isoformat(),
-                         ASSET_PARTITION_RANGE_END_TAG: span[1].isoformat()})
+        kwargs = days_run_args(*span, tags) if span is not None else {"tags": tags}
         result = dg.materialize(list(defs.assets), selection=selection, resources=resources,
-                                instance=instance, tags=tags, raise_on_error=False, **kwargs)
+                                instance=instance, raise_on_error=False, **kwargs)
         errors = [] if result.success else (_step_errors(result) or ["the run failed"])
         rebuilt.append({"assets": keys, "first": span[0].isoformat() if span else None,
                         "last": span[1].isoformat() if span else None, "run_id": result.run_id,

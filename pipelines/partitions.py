@@ -16,6 +16,21 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 
 
+def days_run_args(first: date, last: date, tags: dict[str, str]) -> dict:
+    """Keyword arguments of ``execute_in_process`` / ``materialize`` for the daily partitions
+    ``first..last`` as one run: a partition key for one day, else partition-range tags (the
+    assets' single-run backfill policy makes the range one run), merged into ``tags``."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    if first == last:
+        return {"partition_key": first.isoformat(), "tags": dict(tags)}
+    return {"tags": {**tags, ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                     ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}}
+
+
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[date, date]:
     """First and last calendar day (inclusive) of the run's partition range."""
     window = context.partition_time_window

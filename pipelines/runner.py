@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Iterator
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from dagster._core.utils import make_new_run_id
 
 from salesflow import run_ledger
@@ -133,6 +131,33 @@ def free_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return notes
 
 
+@contextmanager
+def run_instance(instance: dg.DagsterInstance | None) -> Iterator[dg.DagsterInstance]:
+    """``instance`` as given, or (for a command) the one of DAGSTER_HOME when it is set, else an
+    ephemeral one, disposed of at the end."""
+    if instance is not None:
+        yield instance
+        return
+    own = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    try:
+        yield own
+    finally:
+        own.dispose()
+
+
+def local_resources(warehouse_path: Path | None, resources: dict | None) -> tuple[Path, dict]:
+    """The warehouse file a command's run writes and its resources: the warehouse resource
+    follows the file (the run writes where the summary reads), ``resources`` override."""
+    from resources import FoldersResource, WarehouseResource
+
+    path = Path(warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or DEFAULTS["SALESFLOW_WAREHOUSE"])
+    return path, {
+        "warehouse": WarehouseResource(database=str(path)),
+        "folders": FoldersResource(home=os.environ.get("SALESFLOW_HOME") or DEFAULTS["SALESFLOW_HOME"]),
+        **(resources or {}),
+    }
+
+
 def run_daily(
     *,
     as_of: date | None = None,
@@ -155,33 +180,17 @@ def run_daily(
     """
     from pipelines.partitions import SHOP
 
-    from resources import FoldersResource, WarehouseResource
-
-    warehouse_path = Path(
-        warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or DEFAULTS["SALESFLOW_WAREHOUSE"]
-    )
-    # The run writes where the summary reads: the warehouse resource follows warehouse_path.
-    resources = {
-        "warehouse": WarehouseResource(database=str(warehouse_path)),
-        "folders": FoldersResource(home=os.environ.get("SALESFLOW_HOME") or DEFAULTS["SALESFLOW_HOME"]),
-        **(resources or {}),
-    }
+    warehouse_path, resources = local_resources(warehouse_path, resources)
     as_of = as_of or core_yesterday(SHOP)
     first = date.fromisoformat(SHOP.partitions_start)
     if as_of < first:
         raise ValueError(f"as-of {as_of} is before the first partition {first} (SALESFLOW_PARTITIONS_START)")
 
-    own_instance = instance is None
-    if own_instance:
-        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    try:
+    with run_instance(instance) as instance:
         notes = free_dead_runs(instance)
         start, why = plan_start(warehouse_path, first, as_of, since=since, full=full)
         run_id, failures = _run_range(instance, resources, warehouse_path, first, start, as_of,
                                       log_level=log_level, reports=reports)
-    finally:
-        if own_instance:
-            instance.dispose()
     with connect(warehouse_path, read_only=True) as con:
         tables = table_counts(con)
     return RunSummary(not failures, run_id, start, as_of, warehouse_path, tables, failures, notes + why)
@@ -192,7 +201,7 @@ def _run_range(instance: dg.DagsterInstance, resources: dict, warehouse_path: Pa
     """The daily job over ``start..as_of`` as one run, then the periodic reports; the range is
     in the ledger before anything is written (a kill leaves it open) and closed on success."""
     from pipelines.definitions import defs
-    from pipelines.partitions import monthly_partitions, weekly_partitions
+    from pipelines.partitions import days_run_args, monthly_partitions, weekly_partitions
 
     run_id = make_new_run_id()
     with connect(warehouse_path) as con:
@@ -204,11 +213,7 @@ def _run_range(instance: dg.DagsterInstance, resources: dict, warehouse_path: Pa
         "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
         "tags": runner_tags(),
     }
-    if start == as_of:
-        partition = {"partition_key": as_of.isoformat()}
-    else:
-        partition = {"tags": {**common["tags"], ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                              ASSET_PARTITION_RANGE_END_TAG: as_of.isoformat()}}
+    partition = days_run_args(start, as_of, common["tags"])
     result = defs.resolve_job_def("daily_job").execute_in_process(run_id=run_id, **{**common, **partition})
     failures = _failures(result, "the run failed (see its events)")
     if result.success and reports:
@@ -279,28 +284,14 @@ def run_today(
     same weekday last week up to the same time."""
     from pipelines.definitions import defs
     from pipelines.partitions import SHOP
-    from resources import FoldersResource, WarehouseResource
     from salesflow.intraday import read_today, today_line
 
-    warehouse_path = Path(
-        warehouse_path or os.environ.get("SALESFLOW_WAREHOUSE") or DEFAULTS["SALESFLOW_WAREHOUSE"]
-    )
-    resources = {
-        "warehouse": WarehouseResource(database=str(warehouse_path)),
-        "folders": FoldersResource(home=os.environ.get("SALESFLOW_HOME") or DEFAULTS["SALESFLOW_HOME"]),
-        **(resources or {}),
-    }
-    own_instance = instance is None
-    if own_instance:
-        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    try:
+    warehouse_path, resources = local_resources(warehouse_path, resources)
+    with run_instance(instance) as instance:
         free_dead_runs(instance)
         result = defs.resolve_job_def("intraday_job").execute_in_process(
             instance=instance, raise_on_error=False, resources=resources, tags=runner_tags(),
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
-    finally:
-        if own_instance:
-            instance.dispose()
     failures = _failures(result, "the run failed (see its events)")
     today = None
     if warehouse_path.exists():
